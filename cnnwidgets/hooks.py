@@ -1,0 +1,99 @@
+"""The only place cnnwidgets touches a model's hooks and state.
+
+:func:`model_state` restores every module's train/eval flag and every parameter's
+``requires_grad`` on exit; :func:`capture` registers forward hooks that collect layer outputs and
+(optionally) stop the forward right after the deepest requested layer. Both are ``with`` blocks,
+so an exception, a ``KeyboardInterrupt`` or a re-run cell cannot leave a hook behind.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised inside a hook to end a forward pass early (caught by :func:`capture`)."""
+
+
+@contextlib.contextmanager
+def model_state(model: nn.Module, *, eval: bool = True, freeze: bool = False) -> Iterator[None]:
+    """Within the block the model is in eval mode (and frozen if asked); on exit all is as before."""
+    training = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if eval:
+            model.eval()
+        if freeze:
+            for p, _ in grads:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, t in training:
+            m.training = t
+        for p, r in grads:
+            p.requires_grad_(r)
+
+
+class Capture:
+    """Outputs of named modules from one forward pass (the last call of each, if called twice)."""
+
+    def __init__(self, modules: Mapping[str, nn.Module], calls: Mapping[str, int] | None = None,
+                 stop_after: str | None = None, keep: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.modules = dict(modules)
+        self.calls = dict(calls or {})
+        self.stop_after = stop_after
+        self.keep = keep or (lambda t: t)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._seen: dict[str, int] = {}
+        self.stopped = False
+
+    def hook(self, name: str):
+        def fn(module, inputs, output):
+            out = output
+            while isinstance(out, (tuple, list)) and out:  # e.g. (output, state)
+                out = out[0]
+            if isinstance(out, dict):
+                out = next((v for v in out.values() if isinstance(v, torch.Tensor)), None)
+            n = self._seen.get(name, 0) + 1
+            self._seen[name] = n
+            if isinstance(out, torch.Tensor):
+                self.outputs[name] = self.keep(out)
+            if name == self.stop_after and n >= self.calls.get(name, 1):
+                self.stopped = True
+                raise StopForward
+        return fn
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, modules: Mapping[str, nn.Module], calls: Mapping[str, int] | None = None,
+            stop_after: str | None = None, keep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Capture]:
+    """Hooks on ``modules`` for the duration of the block; removed on exit whatever happens."""
+    cap = Capture(modules, calls, stop_after, keep)
+    handles = []
+    try:
+        for name, m in cap.modules.items():
+            handles.append(m.register_forward_hook(cap.hook(name)))
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_forward(model: nn.Module, x: torch.Tensor, cap: Capture):
+    """``model(x)`` that treats :class:`StopForward` as a normal early end; returns the output or None."""
+    try:
+        return model(x)
+    except StopForward:
+        return None
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward/backward hooks on all modules (tests use it to prove none is left)."""
+    n = 0
+    for m in model.modules():
+        n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        n += len(getattr(m, "_backward_pre_hooks", {}))
+    return n

@@ -1,0 +1,268 @@
+"""Turning whatever the user holds into image tensors, and the bundled sample photographs.
+
+Every image enters cnnwidgets through :func:`to_tensor`, which returns a float ``3xHxW`` (or
+``1xHxW``) tensor in [0, 1]. Model-specific resizing and normalisation live in :class:`Preprocess`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, UnidentifiedImageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+EXPECTED = (
+    "an image: a file path, a PIL image, a numpy array HxWxC (uint8, or float in [0, 1]), "
+    "a torch tensor CxHxW or NxCxHxW, or a list of these"
+)
+
+
+def _pil_to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
+        # composite transparent images on white, like a browser shows them
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img)
+    img = img.convert(mode)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _fix_channels(t: torch.Tensor, channels: int, what: str) -> torch.Tensor:
+    c = t.shape[0]
+    if c == channels:
+        return t
+    if c == 4:  # RGBA: drop alpha
+        t, c = t[:3], 3
+    if c == channels:
+        return t
+    if c == 1 and channels == 3:
+        return t.expand(3, -1, -1).clone()
+    if c == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=t.dtype, device=t.device)
+        return (t * w[:, None, None]).sum(0, keepdim=True)
+    raise ValueError(f"{what} has {c} colour channels; expected 1 (gray), 3 (RGB) or 4 (RGBA).")
+
+
+def to_tensor(image, channels: int = 3) -> torch.Tensor:
+    """One image as a float tensor ``channels x H x W`` in [0, 1].
+
+    Accepts a path, a PIL image, a numpy ``HxWxC`` array (uint8, or float in [0, 1]) or a
+    tensor ``CxHxW``. Grayscale and RGBA are converted to ``channels``.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"Image file not found: {str(path)!r}. Check the path (cwd is {os.getcwd()!r}).")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return _pil_to_tensor(img, channels)
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{str(path)!r} is not an image file PIL can read (PNG, JPEG, ...): {e}") from None
+    if isinstance(image, Image.Image):
+        t = _pil_to_tensor(image, channels)
+    elif isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 2:
+            raise ValueError(
+                f"Got a 2-D array of shape {a.shape}: expected an image HxWxC. "
+                "For a grayscale image pass a[..., None] (HxWx1) or PIL.Image.fromarray(a)."
+            )
+        if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+            raise ValueError(f"Got an array of shape {a.shape}: expected HxWxC with C = 1, 3 or 4.")
+        if a.dtype == np.uint8:
+            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+        elif a.dtype == bool:
+            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float()
+        elif np.issubdtype(a.dtype, np.floating):
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
+            _check_unit_range(t, "float array")
+        else:
+            raise ValueError(f"Got an array of dtype {a.dtype}: expected uint8 (0-255) or float in [0, 1].")
+    elif isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim != 3:
+            raise ValueError(f"Got a {t.ndim}-D tensor of shape {tuple(t.shape)}: expected CxHxW (or NxCxHxW for a batch).")
+        if t.shape[0] not in (1, 3, 4) and t.shape[-1] in (1, 3, 4):
+            raise ValueError(f"Got a tensor of shape {tuple(t.shape)}: tensors are CxHxW; use t.permute(2, 0, 1).")
+        if t.dtype == torch.uint8:
+            t = t.float().div(255.0)
+        else:
+            t = t.float()
+            _check_unit_range(t, "tensor")
+        t = t.cpu()
+    else:
+        raise TypeError(f"Got {type(image).__name__}: expected {EXPECTED}.")
+    t = _fix_channels(t, channels, "The image")
+    if min(t.shape[-2:]) < 2:
+        raise ValueError(f"The image is {t.shape[-2]}x{t.shape[-1]} pixels: too small to show a network (at least 2x2, ideally ~224x224).")
+    return t
+
+
+def _check_unit_range(t: torch.Tensor, what: str) -> None:
+    if t.numel() and (t.min() < -1e-3 or t.max() > 1 + 1e-3):
+        raise ValueError(
+            f"The {what} has values in [{float(t.min()):.3g}, {float(t.max()):.3g}]: expected a raw image in [0, 1]. "
+            "If it is already normalised for the model, pass preprocess=False."
+        )
+
+
+def to_images(images, channels: int = 3) -> list[torch.Tensor]:
+    """A list of ``CxHxW`` tensors from one image, a list of images, or an ``NxCxHxW`` tensor."""
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return [to_tensor(t, channels) for t in images]
+    if isinstance(images, torch.Tensor) and images.ndim not in (3,):
+        raise ValueError(f"Got a {images.ndim}-D tensor of shape {tuple(images.shape)}: expected CxHxW or NxCxHxW.")
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [to_tensor(a, channels) for a in images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError(f"Got an empty list: expected {EXPECTED}.")
+        return [to_tensor(i, channels) for i in images]
+    return [to_tensor(images, channels)]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize (shorter side), centre crop, normalise: what a model expects of an image in [0, 1]."""
+
+    resize: int | None = 256
+    crop: tuple[int, int] | None = (224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channels: int = 3
+    interpolation: str = "bilinear"
+
+    def geometry(self, img: torch.Tensor) -> torch.Tensor:
+        """Resize and crop only (still in [0, 1]); what panels show beside the maps."""
+        interp = TF.InterpolationMode(self.interpolation)
+        if self.resize is not None:
+            img = TF.resize(img, [self.resize], interpolation=interp, antialias=True)
+        if self.crop is not None:
+            img = TF.center_crop(img, list(self.crop))
+        return img.clamp_(0, 1)
+
+    def normalize(self, img: torch.Tensor) -> torch.Tensor:
+        return TF.normalize(img, list(self.mean), list(self.std))
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[:, None, None]
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[:, None, None]
+        return x * std + mean
+
+    def __call__(self, images) -> torch.Tensor:
+        """Any image(s) -> normalised batch ``NxCxHxW``. Sizes must agree after resize/crop."""
+        ts = [self.normalize(self.geometry(t)) for t in to_images(images, self.channels)]
+        shapes = {tuple(t.shape) for t in ts}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"Images have different sizes after preprocessing: {sorted(shapes)}. "
+                "Give the Probe a Preprocess with a crop size, or resize the images to one size."
+            )
+        return torch.stack(ts)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        if self.crop is not None:
+            return tuple(self.crop)
+        if self.resize is not None:
+            return (self.resize, self.resize)
+        return (224, 224)
+
+
+# --- sample photographs -----------------------------------------------------------------------
+
+_SAMPLES = {
+    # name: (skimage.data function, description)
+    "chelsea": ("chelsea", "a tabby cat"),
+    "coffee": ("coffee", "a cup of espresso"),
+    "astronaut": ("astronaut", "astronaut Eileen Collins"),
+    "rocket": ("rocket", "a rocket on its launch pad"),
+    "motorcycle": ("stereo_motorcycle", "a motorcycle"),
+    "immunohistochemistry": ("immunohistochemistry", "stained tissue under a microscope"),
+    "hubble": ("hubble_deep_field", "Hubble deep field galaxies"),
+    "retina": ("retina", "a human retina"),
+    "camera": ("camera", "a cameraman (grayscale)"),
+    "coins": ("coins", "Greek coins (grayscale)"),
+    "moon": ("moon", "the moon's surface (grayscale)"),
+    "brick": ("brick", "a brick wall texture (grayscale)"),
+    "grass": ("grass", "a grass texture (grayscale)"),
+    "gravel": ("gravel", "a gravel texture (grayscale)"),
+    "colorwheel": ("colorwheel", "a colour wheel"),
+}
+
+
+def sample_names() -> list[str]:
+    """Names accepted by :func:`sample_image`."""
+    return list(_SAMPLES)
+
+
+def sample_image(name: str = "chelsea") -> Image.Image:
+    """One photograph bundled with scikit-image, as an RGB PIL image (works offline)."""
+    if name not in _SAMPLES:
+        import difflib
+
+        close = difflib.get_close_matches(name, _SAMPLES, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown sample image {name!r}.{hint} Available: {', '.join(_SAMPLES)}.")
+    from skimage import data
+
+    arr = getattr(data, _SAMPLES[name][0])()
+    if isinstance(arr, tuple):  # stereo pairs
+        arr = arr[0]
+    img = Image.fromarray(np.asarray(arr))
+    return img.convert("RGB")
+
+
+def sample_images(names: Sequence[str] | None = None) -> dict[str, Image.Image]:
+    """The bundled photographs by name: ``{"chelsea": <PIL image>, ...}``.
+
+    ``names=None`` gives the colour photographs (the grayscale textures are available by name).
+    """
+    if names is None:
+        names = ["chelsea", "coffee", "astronaut", "rocket", "motorcycle", "immunohistochemistry", "hubble", "retina"]
+    return {n: sample_image(n) for n in names}
+
+
+def sample_batch(n: int = 16, size: int = 224, names: Iterable[str] | None = None, seed: int = 0) -> torch.Tensor:
+    """``n`` images ``nx3xsize x size`` in [0, 1]: random crops and flips of the sample photographs.
+
+    For analyses that need many images (CKA, embeddings, top images) when no dataset is at hand.
+    Deterministic for a given ``seed``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    imgs = [to_tensor(im) for im in sample_images(names).values()]
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        img = imgs[i % len(imgs)]
+        h, w = img.shape[-2:]
+        side = min(h, w)
+        scale = 0.5 + 0.5 * float(torch.rand((), generator=g))
+        s = max(8, int(side * scale))
+        top = int(torch.randint(0, h - s + 1, (), generator=g))
+        left = int(torch.randint(0, w - s + 1, (), generator=g))
+        crop = img[:, top : top + s, left : left + s]
+        crop = TF.resize(crop, [size, size], antialias=True)
+        if float(torch.rand((), generator=g)) < 0.5:
+            crop = crop.flip(-1)
+        out.append(crop.clamp(0, 1))
+    return torch.stack(out)
+
+
+def noise_image(size: int = 224, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """Uniform noise ``CxHxW`` in [0, 1] (seed 002's "what does each filter do" input)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(channels, size, size, generator=g)
