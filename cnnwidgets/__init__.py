@@ -1,6 +1,40 @@
-"""cnnwidgets: interactive Jupyter panels that show what a convolutional network has learned."""
-from .images import Preprocess, sample_batch, sample_image, sample_images, sample_names, noise_image
-from .models import load_model, load_checkpoint, imagenet_classes
-from .probe import Probe, Layer
+"""cnnwidgets: interactive Jupyter panels that show what a convolutional network has learned.
+
+>>> import cnnwidgets as cw
+>>> probe = cw.Probe(cw.load_model())          # offline default: efficientnet_lite0, ImageNet weights
+>>> cw.FeatureMaps(probe, cw.sample_image("chelsea"))
+"""
+from importlib import import_module
+
+from .images import Preprocess, noise_image, sample_batch, sample_image, sample_images, sample_names
+from .models import imagenet_classes, load_checkpoint, load_model
+from .probe import Layer, Probe
 
 __version__ = "0.1.0"
+
+# Panels and analysis modules load on first use, so `import cnnwidgets` stays light.
+_LAZY = {
+    "FeatureMaps": "cnnwidgets.widgets.featuremaps",
+    "Histogram": "cnnwidgets.widgets.histogram",
+    "CKAHeatmap": "cnnwidgets.widgets.cka_heatmap",
+    "Dream": "cnnwidgets.widgets.dream",
+    "Saliency": "cnnwidgets.widgets.saliency",
+    "Explorer": "cnnwidgets.widgets.explorer",
+    "cka": "cnnwidgets.analyses.cka",
+    "dream": "cnnwidgets.analyses.dream",
+    "attribution": "cnnwidgets.analyses.attribution",
+    "stats": "cnnwidgets.analyses.stats",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = import_module(_LAZY[name])
+        value = module if _LAZY[name].endswith("." + name) else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnwidgets' has no attribute {name!r}")
+
+
+__all__ = ["Probe", "Layer", "Preprocess", "load_model", "load_checkpoint", "imagenet_classes", "sample_image",
+           "sample_images", "sample_names", "sample_batch", "noise_image", *_LAZY]

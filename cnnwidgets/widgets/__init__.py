@@ -1,0 +1,1 @@
+"""The panels (ipywidgets + bqplot). They render; the maths lives in cnnwidgets.analyses."""
