@@ -6,7 +6,7 @@
 """
 from importlib import import_module
 
-from .images import Preprocess, noise_image, sample_batch, sample_image, sample_images, sample_names
+from .images import Preprocess, noise_image, sample_batch, sample_dataset, sample_image, sample_images, sample_names
 from .models import imagenet_classes, load_checkpoint, load_model
 from .probe import Layer, Probe
 
@@ -19,11 +19,13 @@ _LAZY = {
     "CKAHeatmap": "cnnwidgets.widgets.cka_heatmap",
     "Dream": "cnnwidgets.widgets.dream",
     "Saliency": "cnnwidgets.widgets.saliency",
+    "Embedding": "cnnwidgets.widgets.embedding",
     "Explorer": "cnnwidgets.widgets.explorer",
     "cka": "cnnwidgets.analyses.cka",
     "dream": "cnnwidgets.analyses.dream",
     "attribution": "cnnwidgets.analyses.attribution",
     "stats": "cnnwidgets.analyses.stats",
+    "embedding": "cnnwidgets.analyses.embedding",
 }
 
 
@@ -37,4 +39,4 @@ def __getattr__(name):
 
 
 __all__ = ["Probe", "Layer", "Preprocess", "load_model", "load_checkpoint", "imagenet_classes", "sample_image",
-           "sample_images", "sample_names", "sample_batch", "noise_image", *_LAZY]
+           "sample_images", "sample_names", "sample_batch", "sample_dataset", "noise_image", *_LAZY]

@@ -239,11 +239,18 @@ def sample_batch(n: int = 16, size: int = 224, names: Iterable[str] | None = Non
     """``n`` images ``nx3xsize x size`` in [0, 1]: random crops and flips of the sample photographs.
 
     For analyses that need many images (CKA, embeddings, top images) when no dataset is at hand.
-    Deterministic for a given ``seed``.
+    Deterministic for a given ``seed``. :func:`sample_dataset` also gives each image's source name.
     """
+    return sample_dataset(n, size, names, seed)[0]
+
+
+def sample_dataset(n: int = 16, size: int = 224, names: Iterable[str] | None = None, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Like :func:`sample_batch`, with a label per image: the name of the photograph it was cut from."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}.")
-    imgs = [to_tensor(im) for im in sample_images(names).values()]
+    photos = sample_images(names)
+    labels = [list(photos)[i % len(photos)] for i in range(n)]
+    imgs = [to_tensor(im) for im in photos.values()]
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n):
@@ -259,7 +266,7 @@ def sample_batch(n: int = 16, size: int = 224, names: Iterable[str] | None = Non
         if float(torch.rand((), generator=g)) < 0.5:
             crop = crop.flip(-1)
         out.append(crop.clamp(0, 1))
-    return torch.stack(out)
+    return torch.stack(out), labels
 
 
 def noise_image(size: int = 224, channels: int = 3, seed: int = 0) -> torch.Tensor:

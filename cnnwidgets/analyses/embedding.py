@@ -1,0 +1,128 @@
+"""Layer features over an image set: PCA / t-SNE maps, and the images that excite a channel most.
+
+Seed 001's appendix runs scikit-learn's t-SNE on every layer's features of a batch; seed 002's
+"filter explanation" asks which inputs excite a filter. Both start from one streamed pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..runner import Step, run
+
+POOLS = ("mean", "max", "flatten")
+
+
+def _pool(t: torch.Tensor, pool: str) -> torch.Tensor:
+    if t.ndim <= 2:
+        return t.reshape(t.shape[0], -1)
+    if pool == "mean":
+        return t.flatten(2).mean(-1)
+    if pool == "max":
+        return t.flatten(2).amax(-1)
+    if pool == "flatten":
+        return t.flatten(1)
+    raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
+
+
+def _batches(probe, images, batch_size: int):
+    x = images if isinstance(images, torch.Tensor) and images.ndim == 4 else None
+    n = x.shape[0] if x is not None else len(images)
+    for i in range(0, n, batch_size):
+        chunk = x[i : i + batch_size] if x is not None else images[i : i + batch_size]
+        yield i, n, probe.prepare(chunk)
+
+
+def features_steps(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> Iterator[Step]:
+    """Stream pooled features ``{layer: N x C}`` over ``images``; yields a Step per minibatch."""
+    targets = [probe.layer(l) for l in ([layers] if isinstance(layers, (str, int)) else layers)]
+    parts: dict[str, list[torch.Tensor]] = {l.name: [] for l in targets}
+    done = 0
+    for i, n, x in _batches(probe, images, batch_size):
+        got = probe.capture(x, [l.name for l in targets])
+        for name, t in got.items():
+            parts[name].append(_pool(t.float(), pool).cpu())
+        done = min(i + batch_size, n)
+        yield Step(done, n, None)
+    yield Step(done, done, {k: torch.cat(v).numpy() for k, v in parts.items()})
+
+
+def features(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Pooled features ``{layer: N x C}`` (global average pooling of each channel by default)."""
+    return run(features_steps(probe, images, layers, pool, batch_size)).value
+
+
+def pca(feats: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Project ``N x D`` features on their top ``k`` principal components: (``N x k``, explained variance ratios)."""
+    f = np.asarray(feats, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"PCA needs at least 2 feature vectors N x D, got shape {f.shape}.")
+    f = f - f.mean(0, keepdims=True)
+    u, s, vt = np.linalg.svd(f, full_matrices=False)
+    var = s**2
+    ratio = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
+    k = min(k, vt.shape[0])
+    out = u[:, :k] * s[:k]
+    if out.shape[1] < 2:  # one component only (one feature): pad so it still plots
+        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    return out, ratio[:k]
+
+
+def tsne(feats: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """t-SNE of ``N x D`` features to 2-D (scikit-learn), after PCA to at most 50 dims as usual."""
+    from sklearn.manifold import TSNE
+
+    f = np.asarray(feats, dtype=np.float64)
+    n = f.shape[0]
+    if n < 5:
+        raise ValueError(f"t-SNE needs at least 5 images, got {n}; use PCA for fewer.")
+    if f.shape[1] > 50:
+        f = pca(f, 50)[0]
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(f)
+
+
+def embed(feats: np.ndarray, method: str = "pca", **kw) -> np.ndarray:
+    """2-D coordinates of ``N x D`` features by ``"pca"`` or ``"tsne"``."""
+    if method == "pca":
+        return pca(feats, 2)[0]
+    if method == "tsne":
+        return tsne(feats, **kw)
+    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+
+
+@dataclass
+class TopImages:
+    """The images of a set that excite one channel most."""
+
+    layer: str
+    channel: int
+    indices: np.ndarray  #: into the image set, best first
+    scores: np.ndarray  #: the channel's activation (``score`` reduction) for each
+
+
+def top_images_steps(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> Iterator[Step]:
+    """Stream over ``images`` keeping the ``k`` that excite ``channel`` of ``layer`` most (by its max or mean)."""
+    l = probe.layer(layer)
+    if l.channels is None or not 0 <= channel < l.channels:
+        raise IndexError(f"Channel {channel} is out of range for {l.name} ({l.channels} channels: 0..{(l.channels or 1) - 1}).")
+    if score not in ("max", "mean"):
+        raise ValueError(f"score must be 'max' or 'mean', got {score!r}.")
+    all_scores: list[torch.Tensor] = []
+    n = 0
+    for i, n, x in _batches(probe, images, batch_size):
+        t = probe.capture(x, [l.name])[l.name][:, channel].float()
+        s = t.flatten(1).amax(1) if score == "max" else t.flatten(1).mean(1)
+        all_scores.append(s.cpu())
+        yield Step(min(i + batch_size, n), n, None)
+    scores = torch.cat(all_scores).numpy()
+    order = np.argsort(-scores, kind="stable")[:k]
+    yield Step(n, n, TopImages(l.name, channel, order, scores[order]))
+
+
+def top_images(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> TopImages:
+    """The ``k`` images that excite ``channel`` of ``layer`` most (seed 002's filter explanation)."""
+    return run(top_images_steps(probe, images, layer, channel, k, score, batch_size)).value

@@ -1,0 +1,122 @@
+"""Embedding analyses (PCA, t-SNE, top images) and the Embedding panel, on real weights and photos."""
+import numpy as np
+import pytest
+import torch
+
+import cnnwidgets as cw
+from cnnwidgets import render
+from cnnwidgets.analyses import embedding as E
+from cnnwidgets.hooks import hook_count
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return cw.Probe(cw.load_model(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cw.sample_dataset(24, size=224, seed=1)
+
+
+def test_features_are_pooled_activations(probe, data):
+    images, _ = data
+    layer = probe.layers[8].name
+    feats = E.features(probe, images, layer, batch_size=10)[layer]
+    acts = probe.activations(images, layer)
+    assert feats.shape == (24, acts.shape[1])
+    np.testing.assert_allclose(feats, acts.mean((2, 3)).numpy(), rtol=1e-5, atol=1e-5)
+    assert hook_count(probe.model) == 0
+
+
+def test_pca_matches_svd_projection_and_variance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6)) * np.array([5, 3, 1, 0.5, 0.2, 0.1])
+    coords, ratio = E.pca(x, 2)
+    from sklearn.decomposition import PCA
+
+    ref = PCA(2).fit(x)
+    np.testing.assert_allclose(np.abs(coords), np.abs(ref.transform(x)), atol=1e-8)
+    np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, atol=1e-10)
+
+
+def test_tsne_separates_photographs(probe, data):
+    images, labels = data
+    layer = probe.layers[-1].name
+    feats = E.features(probe, images, layer)[layer]
+    xy = E.tsne(feats, perplexity=5)
+    assert xy.shape == (24, 2) and np.isfinite(xy).all()
+    # crops of one photograph lie closer to each other than to crops of the others
+    lab = np.array(labels)
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    same = d[(lab[:, None] == lab[None]) & ~np.eye(24, dtype=bool)].mean()
+    other = d[lab[:, None] != lab[None]].mean()
+    assert same < other
+
+
+def test_small_sets_get_clear_errors(probe):
+    with pytest.raises(ValueError, match="at least 5"):
+        E.tsne(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="at least 2"):
+        E.pca(np.zeros((1, 4)))
+
+
+def test_top_images_are_the_argmax_of_the_channel(probe, data):
+    images, _ = data
+    layer = probe.layers[10]
+    top = E.top_images(probe, images, layer.name, channel=3, k=5, batch_size=7)
+    acts = probe.activations(images, layer.name)[:, 3]
+    maxes = acts.flatten(1).amax(1).numpy()
+    np.testing.assert_array_equal(top.indices, np.argsort(-maxes, kind="stable")[:5])
+    np.testing.assert_allclose(top.scores, np.sort(maxes)[::-1][:5], rtol=1e-5)
+    with pytest.raises(IndexError, match="out of range"):
+        E.top_images(probe, images, layer.name, channel=layer.channels)
+    assert hook_count(probe.model) == 0
+
+
+def test_panel_computes_map_and_shows_clicked_image(probe, data):
+    images, labels = data
+    panel = cw.Embedding(probe, images, labels, layer=probe.layers[12].name)
+    coords = panel.compute()
+    assert coords.shape == (24, 2)
+    assert panel.controls.runner.state == "done"
+    drawn = sum(len(m.x) for m in panel.marks)
+    assert drawn == 24
+    # clicking the 2nd point of the 'coffee' mark selects that image and shows it
+    coffee = panel._classes.index("coffee")
+    panel.marks[coffee].selected = [1]
+    idx = [i for i, l in enumerate(labels) if l == "coffee"][1]
+    assert panel.selected == idx
+    shown = render.decode(panel.picked.value)
+    expected = render.upscale(render.image_rgb(panel.thumbs[idx]), 160)
+    assert shown.shape == expected.shape
+    # the switch to t-SNE recomputes
+    panel.method.value = "tsne"
+    assert panel.compute().shape == (24, 2)
+    top = panel.show_top()
+    assert len(top.indices) == panel.k and panel.top_image.value
+
+
+def test_panel_bad_input(probe, data):
+    images, labels = data
+    with pytest.raises(ValueError, match="one label per image"):
+        cw.Embedding(probe, images, labels[:-1])
+    panel = cw.Embedding(probe, images, labels)
+    panel.channel = 10_000  # a linked panel's channel beyond this layer: clamped to the last channel
+    last = probe.layer(panel.layer).channels - 1
+    assert panel.channel == last and panel.channel_picker.value == last
+    small = cw.Embedding(probe, images[:4], labels[:4], method="tsne")
+    assert small.compute() is None  # the error is shown in the panel, not raised into the cell
+    assert "at least 5" in small.message.value and small.controls.runner.state == "error"
+    assert hook_count(probe.model) == 0
+
+
+def test_panel_save(probe, data, tmp_path):
+    images, labels = data
+    panel = cw.Embedding(probe, images, labels)
+    panel.compute()
+    panel.show_top()
+    out = panel.save(tmp_path / "emb.png", dpi=60)
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 300
