@@ -18,12 +18,12 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	@echo "Installing cnnwidgets into $(VENV) (first time: a few minutes)..."
-	$(PIP) $(TORCH) -e .
+	@$(PIP) $(TORCH) -e . > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	@echo "Installing cnnwidgets and its test tools into $(VENV)..."
-	$(PIP) $(TORCH) -e ".[dev]"
+	@$(PIP) $(TORCH) -e ".[dev]" > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

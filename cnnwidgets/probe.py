@@ -260,7 +260,10 @@ class Probe:
         """The model's output for images (logits for a classifier), state restored."""
         x = self.prepare(images, preprocess)
         with self._lock, hooks.model_state(self.model, freeze=grad), torch.set_grad_enabled(grad):
-            out = self.model(x)
+            try:
+                out = self.model(x)
+            except Exception as e:
+                raise RuntimeError(f"The model's forward raised: {type(e).__name__}: {e}") from e
         while isinstance(out, (tuple, list)):
             out = out[0]
         return out
