@@ -82,11 +82,12 @@ def to_tensor(image, channels: int = 3) -> torch.Tensor:
         if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
             raise ValueError(f"Got an array of shape {a.shape}: expected HxWxC with C = 1, 3 or 4.")
         if a.dtype == np.uint8:
-            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+            # np.require copies read-only arrays (np.asarray(pil_image)), which torch would warn about
+            t = torch.from_numpy(np.require(a, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
         elif a.dtype == bool:
-            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float()
+            t = torch.from_numpy(np.require(a, requirements=["C", "W"])).permute(2, 0, 1).float()
         elif np.issubdtype(a.dtype, np.floating):
-            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
+            t = torch.from_numpy(np.require(a, np.float32, ["C", "W"])).permute(2, 0, 1)
             _check_unit_range(t, "float array")
         else:
             raise ValueError(f"Got an array of dtype {a.dtype}: expected uint8 (0-255) or float in [0, 1].")
