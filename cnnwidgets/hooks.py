@@ -97,3 +97,24 @@ def hook_count(model: nn.Module) -> int:
         n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         n += len(getattr(m, "_backward_pre_hooks", {}))
     return n
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+@contextlib.contextmanager
+def no_new_hooks(model: nn.Module) -> Iterator[None]:
+    """For third-party code that registers its own hooks (Captum): on exit, whatever happened, every
+    hook added to ``model``'s modules inside the block is removed (hooks from before are kept)."""
+    mods = list(model.modules())
+    before = [{d: set(getattr(m, d, {}) or {}) for d in _HOOK_DICTS} for m in mods]
+    try:
+        yield
+    finally:
+        for m, old in zip(mods, before):
+            for d in _HOOK_DICTS:
+                table = getattr(m, d, None)
+                if table:
+                    for k in [k for k in table if k not in old[d]]:
+                        del table[k]
