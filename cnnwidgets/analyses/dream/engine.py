@@ -1,0 +1,236 @@
+"""The dream loop: gradient ascent on an image, as a generator of :class:`DreamStep`.
+
+>>> from cnnwidgets.analyses import dream as D
+>>> for s in D.dream(probe, D.channel("_blocks.8._project_conv", 5), steps=128):
+...     print(s.step, s.loss)                 # s.image: N x C x H x W in [0, 1] on the CPU
+>>> last = D.run(probe, D.channels(layer, range(16)), steps=256)   # an atlas, one batch
+
+Two presets: ``"naive"`` is seed 001 / the homework (plain pixels from uniform noise, Adam lr 0.1,
+weight decay 1e-6, no transforms, each image min-max rescaled to [0, 1] every step);
+``"regularized"`` is Lucent's recipe (FFT parameterisation, decorrelated colour, sigmoid, pad /
+jitter / scale / rotate each step, Adam lr 0.05). Every forward goes through
+``probe.capture(..., grad=True)``: it stops at the deepest layer the objective reads and leaves
+the model as it was, whatever happens (error, interrupt, generator closed early).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ...runner import Step
+from . import param as P
+from . import transforms as TR
+from .objectives import LOGITS, Objective, as_objective
+
+
+@dataclass
+class Preset:
+    """Settings of a dream recipe; any of them can be overridden in :func:`dream`."""
+
+    param: str  #: "pixels" or "fft"
+    lr: float
+    decorrelate: bool = False
+    weight_decay: float = 0.0
+    transforms: str | None = None  #: None or "standard"
+    rescale: str = "minmax"  #: for pixels: "minmax" (seed 001), "sigmoid", "clamp"
+    init: str = "uniform"  #: "uniform" noise in [0, 1] (seed 001) or "randn" (small Gaussian, Lucent)
+    steps: int = 256
+
+
+PRESETS = {
+    "naive": Preset(param="pixels", lr=0.1, weight_decay=1e-6, transforms=None, rescale="minmax", init="uniform", steps=256),
+    "regularized": Preset(param="fft", lr=0.05, decorrelate=True, transforms="standard", init="randn", steps=256),
+}
+
+
+@dataclass
+class DreamStep(Step):
+    """One step of a dream: ``image`` (the batch evaluated at this step, ``N x C x H x W`` in [0, 1], CPU)
+    and its objective values (``objectives``, one per image; ``objective`` their sum; ``loss = -objective``).
+    ``message`` says why a run ended early (a NaN), with ``image`` then the last good frame."""
+
+    image: torch.Tensor | None = None
+    objective: float = math.nan
+    objectives: list = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def loss(self) -> float:
+        return -self.objective
+
+    def rgb(self, index: int = 0) -> np.ndarray:
+        """Image ``index`` as ``H x W x 3`` uint8."""
+        t = self.image[index].clamp(0, 1)
+        if t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def layer_keys(probe, objective: Objective) -> dict:
+    """Objective layer key -> Probe layer name (the model's output for :data:`LOGITS`)."""
+    out = {}
+    for k in objective.layers:
+        if k == LOGITS:
+            last = [l for l in probe.all_layers if l.shape == probe.output_shape]
+            if not last or probe.num_classes is None:
+                raise ValueError(f"{probe.name} has no class scores to maximise (output shape {probe.output_shape}).")
+            out[k] = last[-1].name
+        else:
+            out[k] = probe.layer(k).name
+    return out
+
+
+def check(probe, objective: Objective, size: tuple[int, int], channels: int) -> dict:
+    """Validate ``objective`` and the image size on ``probe`` with one truncated forward (no grad).
+
+    Returns ``{key: output shape}`` at this size; raises ValueError with a fix when something is off.
+    """
+    names = layer_keys(probe, objective)
+    h, w = size
+    x = torch.zeros(1, channels, h, w, device=probe.device)
+    try:
+        got = probe.capture(x, sorted(set(names.values())), grad=False)
+    except RuntimeError as e:
+        cause = e.__cause__ or e
+        raise ValueError(
+            f"A {h}x{w} image is too small for {probe.name} up to layer {max(names.values(), key=lambda n: probe.layer(n).order)!r} "
+            f"({type(cause).__name__}: {str(cause).splitlines()[0][:160]}). Use a larger size, e.g. the model's input size "
+            f"{probe.transform.input_size[0]}.") from None
+    shapes = {k: tuple(got[n].shape[1:]) for k, n in names.items()}
+    for k, s in shapes.items():
+        if len(s) == 3 and (s[1] < 1 or s[2] < 1):
+            raise ValueError(f"A {h}x{w} image gives an empty map at layer {names[k]!r}: use a larger size.")
+    objective.check(probe, shapes)
+    return shapes
+
+
+def make_param(probe, preset: Preset, shape, generator, init=None, sd=None) -> P.ImageParam:
+    dev = probe.device
+    if preset.param == "pixels":
+        if init is not None or preset.init == "uniform":
+            return P.pixels(shape, init=init, generator=generator, device=dev, rescale=preset.rescale)
+        return P.pixels(shape, sd=sd or 0.01, generator=generator, device=dev, rescale=preset.rescale)
+    if preset.param == "fft":
+        if init is not None:
+            raise ValueError("init images work with the pixel parameterisation (param='pixels'), not 'fft'.")
+        return P.image(shape[2], shape[3], batch=shape[0], channels=shape[1], fft_param=True, decorrelated=preset.decorrelate,
+                       sd=sd or 0.01, generator=generator, device=dev)
+    raise ValueError(f"param must be 'pixels' or 'fft', got {preset.param!r}.")
+
+
+def resolve_preset(preset: str | Preset, **overrides) -> Preset:
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}: use one of {sorted(PRESETS)}.")
+        preset = PRESETS[preset]
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    return Preset(**{**preset.__dict__, **kw})
+
+
+def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = "regularized", size: int | Sequence[int] | None = None,
+          batch: int | None = None, lr: float | None = None, seed: int = 0, init: torch.Tensor | None = None,
+          transforms: Sequence | str | None = None, weight_decay: float | None = None, param: str | None = None,
+          decorrelate: bool | None = None) -> Iterator[DreamStep]:
+    """Maximise ``objective`` on ``probe``'s model; yields a :class:`DreamStep` per step.
+
+    ``size``: image size (default: the model's input size); ``batch``: images (default: what the
+    objective needs, e.g. 16 for ``channels(layer, range(16))``, else 1); ``init``: start images
+    ``N x C x H x W`` in [0, 1] (pixels only); ``transforms``: ``"standard"``, ``()`` or a list of
+    :mod:`.transforms` functions. Deterministic for a ``seed`` (on a given device).
+    """
+    objective = as_objective(objective)
+    pr = resolve_preset(preset, lr=lr, weight_decay=weight_decay, param=param, decorrelate=decorrelate,
+                        transforms=transforms if isinstance(transforms, str) else None)
+    steps = pr.steps if steps is None else int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    if not (isinstance(pr.lr, (int, float)) and pr.lr > 0) or math.isnan(pr.lr):
+        raise ValueError(f"The learning rate must be a positive number, got {pr.lr!r} (try 0.05).")
+    if size is None:
+        size = probe.transform.input_size
+    h, w = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+    if h < 1 or w < 1:
+        raise ValueError(f"The image size must be positive, got {h}x{w}.")
+    channels = probe.transform.channels
+    if init is not None:
+        init = torch.as_tensor(init, dtype=torch.float32)
+        init = init[None] if init.ndim == 3 else init
+        if init.ndim != 4 or init.shape[1] != channels:
+            raise ValueError(f"init must be N x {channels} x H x W in [0, 1], got shape {tuple(init.shape)}.")
+        h, w = init.shape[2], init.shape[3]
+        batch = batch or init.shape[0]
+    n = batch or objective.batch or 1
+    if objective.batch is not None and n != objective.batch:
+        raise ValueError(f"The objective is for {objective.batch} images but batch={n}.")
+    if init is not None and init.shape[0] != n:
+        raise ValueError(f"init has {init.shape[0]} images but the batch has {n}.")
+
+    if transforms is None or isinstance(transforms, str):
+        name = transforms if isinstance(transforms, str) else pr.transforms
+        if name not in (None, "standard", "none"):
+            raise ValueError(f"transforms must be 'standard', 'none', or a list of functions, got {name!r}.")
+        tlist = TR.standard() if name == "standard" else []
+    else:
+        tlist = list(transforms)
+    transform = TR.compose(tlist)
+
+    check(probe, objective, (h, w), channels)  # clear errors before the first step
+    names = layer_keys(probe, objective)
+    capture_names = sorted(set(names.values()))
+    return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names)
+
+
+def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names):
+    generator = torch.Generator().manual_seed(int(seed))
+    prm = make_param(probe, pr, (n, channels, h, w), generator, init)
+    opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
+    mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
+    std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
+    last_good = None
+    for i in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        img = prm()
+        x = (transform(img, generator) - mean) / std
+        got = probe.capture(x, capture_names, grad=True)
+        values = objective({k: got[nm] for k, nm in names.items()})
+        if values.ndim == 0:
+            values = values.expand(n)
+        total = values.sum()
+        shown = img.detach().to("cpu")
+        vals = values.detach().to("cpu")
+        if not (torch.isfinite(vals).all() and torch.isfinite(shown).all()):
+            msg = (f"Stopped at step {i}: the image became NaN/inf (learning rate {pr.lr:g} too large?). "
+                   f"Showing the last good frame{'' if last_good is None else f' (step {last_good.step})'}.")
+            if last_good is None:
+                last_good = DreamStep(i - 1, steps, None, {"preset": pr.param}, image=None)
+            yield DreamStep(last_good.step, steps, last_good.value, {"stopped": "nan"}, image=last_good.image,
+                            objective=last_good.objective, objectives=last_good.objectives, message=msg)
+            return
+        (-total).backward()
+        opt.step()
+        step = DreamStep(i, steps, shown, None, image=shown, objective=float(vals.sum()), objectives=vals.tolist())
+        last_good = step
+        yield step
+
+
+def run(probe, objective, **kwargs) -> DreamStep:
+    """Run :func:`dream` to the end; the last :class:`DreamStep`."""
+    last = None
+    for last in dream(probe, objective, **kwargs):
+        pass
+    return last
+
+
+def evaluate(probe, objective, images: torch.Tensor) -> torch.Tensor:
+    """Objective values (one per image) of ``images`` (``N x C x H x W`` in [0, 1]), no transforms, no grad."""
+    objective = as_objective(objective)
+    names = layer_keys(probe, objective)
+    x = probe.transform.normalize(images.to(probe.device, torch.float32))
+    got = probe.capture(x, sorted(set(names.values())))
+    with torch.no_grad():
+        v = objective({k: got[nm] for k, nm in names.items()})
+    return v.detach().to("cpu").expand(images.shape[0]) if v.ndim == 0 else v.detach().to("cpu")
