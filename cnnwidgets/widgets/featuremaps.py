@@ -1,0 +1,588 @@
+"""FeatureMaps: every channel of one layer for one image, a layer slider, a channel picker and a large view."""
+from __future__ import annotations
+
+import html
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+import traitlets as T
+
+from .. import render
+from ..analyses import stats
+from ._base import Message, Panel, image_widget, layer_slider, set_image
+from ._controls import ImageInput, set_slider_layer
+
+CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
+GRID_W, GRID_H = 540, 540  # the largest the grid is drawn in the notebook (px)
+BIG = 256  # the large view's size (px)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v != v else f"{v:.4g}"
+
+
+class FeatureMaps(Panel):
+    """All channels of a layer for one image, like seed 000's mosaics, live.
+
+    >>> fm = cw.FeatureMaps(probe, cw.sample_image("chelsea"))
+    >>> fm.layer = probe.layers[10].name; fm.channel = 5     # or use the slider and click a tile
+
+    Traits for linking: ``layer`` (module name) and ``channel`` (index). Options: ``cmap``,
+    ``norm`` (``"channel"``/``"layer"``), ``order`` (``"index"``/``"mean"``), ``hide_dead``,
+    ``page``. Layers with many channels are split into pages of ``max_tiles`` tiles; tiles larger
+    than the display are averaged down (the large view is always at full resolution).
+    """
+
+    layer = T.Unicode().tag(sync=False)
+    channel = T.Int(0).tag(sync=False)
+    cmap = T.Unicode("viridis").tag(sync=False)
+    norm = T.Unicode("channel").tag(sync=False)
+    order = T.Unicode("index").tag(sync=False)
+    hide_dead = T.Bool(False).tag(sync=False)
+    page = T.Int(0).tag(sync=False)
+
+    def __init__(self, probe, image=None, layer=None, *, cmap: str = "viridis", max_tiles: int = 256,
+                 max_pixels: int = 2**18):
+        self.probe = probe
+        self.max_tiles = max_tiles
+        self.max_pixels = max_pixels
+        self.message = Message()
+        self._busy = False
+        self._x = None  # the prepared input, on the probe's device
+        self._acts = None  # CxHxW (or units) of the current layer, CPU
+        self._visible = np.zeros(0, int)
+        self._ndead = 0
+        self._plan = None
+        self._range = (0.0, 0.0)
+        self._nonfinite = (0, 0, 0)
+        self._grid_rgb = None
+
+        # --- controls ----------------------------------------------------------------------
+        first = probe.layer(layer).name if layer is not None else probe.layers[0].name
+        self.slider = layer_slider(probe, value=first)
+        self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
+                                               description="channel", layout=W.Layout(width="150px"),
+                                               style={"description_width": "55px"})
+        self.cmap_picker = W.Dropdown(options=CMAPS if cmap in CMAPS else [cmap, *CMAPS], value=cmap,
+                                      description="colormap", layout=W.Layout(width="190px"),
+                                      style={"description_width": "65px"})
+        self.norm_picker = W.ToggleButtons(options=[("per channel", "channel"), ("per layer", "layer")],
+                                           value="channel", tooltips=["each map scaled to its own min..max",
+                                                                      "all maps share the layer's min..max"],
+                                           style={"button_width": "90px"})
+        self.order_picker = W.Dropdown(options=[("by index", "index"), ("by mean activation", "mean")], value="index",
+                                       description="order", layout=W.Layout(width="220px"),
+                                       style={"description_width": "45px"})
+        self.dead_box = W.Checkbox(value=False, description="hide dead channels (all zero)", indent=False,
+                                   layout=W.Layout(width="220px"))
+        self.input = ImageInput(probe, image, self.message)
+        self.prev_button = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
+        self.next_button = W.Button(description="next ▶", layout=W.Layout(width="80px"))
+        self.page_label = W.HTML()
+
+        # --- views -------------------------------------------------------------------------
+        self.header = W.HTML()
+        self.notes = W.HTML()
+        self.input_view = image_widget(width="200px")
+        self.filters_view = image_widget(width="200px")
+        self.filters_caption = W.HTML()
+        self._xs = bq.LinearScale(min=0.0, max=1.0)
+        self._ys = bq.LinearScale(min=0.0, max=1.0)
+        self.grid_mark = bq.Image(image=W.Image(format="png"), scales={"x": self._xs, "y": self._ys}, x=[0, 1], y=[0, 1])
+        self.grid_mark.on_element_click(self._on_grid_click)
+        self._sel = bq.Lines(x=[0], y=[0], scales={"x": self._xs, "y": self._ys}, colors=["#ff2d2d"], stroke_width=2.5,
+                             visible=False)
+        self.grid_figure = bq.Figure(marks=[self.grid_mark, self._sel], axes=[], padding_x=0, padding_y=0,
+                                     fig_margin=dict(top=2, bottom=2, left=2, right=2),
+                                     layout=W.Layout(width=f"{GRID_W}px", height=f"{GRID_H}px"))
+        # one bar per unit, for layers whose output is a vector (Linear)
+        self._ux, self._uy = bq.LinearScale(), bq.LinearScale()
+        self.units_mark = bq.Bars(x=[0], y=[0], scales={"x": self._ux, "y": self._uy}, padding=0.0, colors=["#3b6ea8"])
+        self.units_mark.on_element_click(lambda m, c: setattr(self, "channel", int(c["data"]["index"])))
+        self.units_figure = bq.Figure(marks=[self.units_mark], padding_y=0.02,
+                                      axes=[bq.Axis(scale=self._ux, label="unit"),
+                                            bq.Axis(scale=self._uy, orientation="vertical", label="activation",
+                                                    tick_format=".3g")],
+                                      fig_margin=dict(top=20, bottom=45, left=60, right=10),
+                                      layout=W.Layout(width=f"{GRID_W}px", height="320px", display="none"))
+        self.big_title = W.HTML()
+        self.big_view = image_widget(width=f"{BIG}px")
+        self.big_view.layout.height = f"{BIG}px"
+        self.bar_max, self.bar_min = W.HTML(), W.HTML()
+        self.colorbar_view = image_widget(width="14px")
+        self.colorbar_view.layout.height = f"{BIG - 40}px"
+
+        pages = W.HBox([self.prev_button, self.next_button, self.page_label], layout=W.Layout(align_items="center"))
+        left = W.VBox([W.HTML("<b>input</b> <span style='color:#666'>(as the model sees it)</span>"), self.input_view,
+                       self.filters_caption, self.filters_view], layout=W.Layout(width="215px", margin="0 8px 0 0"))
+        centre = W.VBox([self.header, pages, self.grid_figure, self.units_figure, self.notes],
+                        layout=W.Layout(width=f"{GRID_W + 10}px"))
+        bar = W.VBox([self.bar_max, self.colorbar_view, self.bar_min], layout=W.Layout(margin="0 0 0 6px"))
+        right = W.VBox([self.big_title, W.HBox([self.big_view, bar])], layout=W.Layout(margin="0 0 0 10px"))
+        self.big_box = right
+        options = W.HBox([self.channel_picker, self.cmap_picker, self.order_picker, self.dead_box],
+                         layout=W.Layout(flex_flow="row wrap"))
+        super().__init__([
+            W.HTML("<b>Feature maps</b> — every channel of the chosen layer for one input image. "
+                   "<span style='color:#666'>Move the slider to change layer; click a tile (or type a channel) "
+                   "for a large view.</span>"),
+            self.slider, W.HBox([self.input, self.norm_picker]), options, self.message,
+            W.HBox([left, centre, right]),
+        ])
+
+        # --- wiring ------------------------------------------------------------------------
+        self._syncing = False
+        self.slider.observe(self._on_slider, "value")
+        self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
+        self.cmap_picker.observe(lambda ch: setattr(self, "cmap", ch["new"]), "value")
+        self.norm_picker.observe(lambda ch: setattr(self, "norm", ch["new"]), "value")
+        self.order_picker.observe(lambda ch: setattr(self, "order", ch["new"]), "value")
+        self.dead_box.observe(lambda ch: setattr(self, "hide_dead", ch["new"]), "value")
+        self.prev_button.on_click(lambda _: self._turn(-1))
+        self.next_button.on_click(lambda _: self._turn(+1))
+        self.input.on_change(self._on_image)
+
+        self._show_filters()
+        self.set_trait("layer", first)
+        self.cmap = cmap
+        self._on_image(self.input.image)
+
+    # --- public --------------------------------------------------------------------------------
+    def set_image(self, image, name: str = "your image") -> None:
+        """Show the maps for ``image`` (path, PIL, array or tensor)."""
+        try:
+            self.input.set_image(image, name)
+        except Exception as e:  # not an image: say so in the panel
+            self.message.exception(e)
+
+    @property
+    def grid_image(self) -> W.Image:
+        """The ``ipywidgets.Image`` holding the grid PNG the panel shows (current page)."""
+        return self.grid_mark.image
+
+    @property
+    def visible_channels(self) -> np.ndarray:
+        """Channel indices in display order (after ordering and hiding dead channels)."""
+        return self._visible
+
+    @property
+    def plan(self) -> stats.GridPlan | None:
+        return self._plan
+
+    @property
+    def activations(self):
+        """The current layer's output for the current image (CPU tensor, without the batch dimension)."""
+        return self._acts
+
+    # --- observers -----------------------------------------------------------------------------
+    @T.validate("layer")
+    def _valid_layer(self, proposal):
+        return self.probe.layer(proposal["value"]).name  # KeyError with close names
+
+    @T.observe("layer")
+    def _layer_changed(self, change):
+        self._syncing = True
+        try:
+            set_slider_layer(self.slider, self.probe, self.probe.layers, change["new"])
+        except Exception as e:  # pragma: no cover - a slider that refuses a value
+            self.message.exception(e)
+        finally:
+            self._syncing = False
+        self._update(keep_page=False)
+
+    def _on_slider(self, change) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.layer = change["new"]
+
+    @T.validate("channel")
+    def _valid_channel(self, proposal):
+        n = self._nchannels()
+        return int(min(max(0, proposal["value"]), max(0, n - 1)))
+
+    @T.observe("channel")
+    def _channel_changed(self, change):
+        if self.channel_picker.value != change["new"]:
+            self.channel_picker.value = change["new"]
+        if self._plan is not None and not self._busy:
+            pos = np.flatnonzero(self._visible == change["new"])
+            if pos.size and self._plan.page_of(int(pos[0])) != self.page:
+                self.page = self._plan.page_of(int(pos[0]))  # re-renders the grid
+        self._render_selection()
+
+    @T.observe("cmap", "norm")
+    def _style_changed(self, change):
+        for w, v in ((self.cmap_picker, self.cmap), (self.norm_picker, self.norm)):
+            if w.value != v:
+                if v not in [o[1] if isinstance(o, tuple) else o for o in w.options]:
+                    w.options = [*w.options, v]
+                w.value = v
+        if self._busy:
+            return
+        if change["name"] == "cmap":
+            render.lut(self.cmap)  # unknown colormap: a clear error
+        self._render_grid()
+        self._render_selection()
+
+    @T.observe("order", "hide_dead")
+    def _filter_changed(self, change):
+        if self.order_picker.value != self.order:
+            self.order_picker.value = self.order
+        if self.dead_box.value != self.hide_dead:
+            self.dead_box.value = self.hide_dead
+        if not self._busy:
+            self._update(keep_page=False)
+
+    @T.validate("norm")
+    def _valid_norm(self, proposal):
+        if proposal["value"] not in ("channel", "layer"):
+            raise T.TraitError(f"norm must be 'channel' or 'layer', got {proposal['value']!r}.")
+        return proposal["value"]
+
+    @T.validate("order")
+    def _valid_order(self, proposal):
+        if proposal["value"] not in ("index", "mean"):
+            raise T.TraitError(f"order must be 'index' or 'mean' (mean activation), got {proposal['value']!r}.")
+        return proposal["value"]
+
+    @T.validate("page")
+    def _valid_page(self, proposal):
+        pages = self._plan.pages if self._plan is not None else 1
+        return int(min(max(0, proposal["value"]), pages - 1))
+
+    @T.observe("page")
+    def _page_changed(self, change):
+        if not self._busy:
+            self._render_grid()
+            self._render_selection()
+
+    def _turn(self, step: int) -> None:
+        self.page = self.page + step
+
+    def _on_image(self, image) -> None:
+        self.message.clear()
+        try:
+            x = self.probe.prepare(image)
+            self._x = x
+            self._prefetch()
+            rgb = render.image_rgb(self.probe.display(image)[0])
+            set_image(self.input_view, rgb)
+        except Exception as e:
+            self.message.exception(e)
+            return
+        want = tuple(self.probe.transform.input_size)
+        got = tuple(x.shape[-2:])
+        if got != want:
+            self.message.warn(f"This image is {got[0]}×{got[1]} after preprocessing; the model was set up with "
+                              f"{want[0]}×{want[1]} inputs. Layers after a fixed-size part (e.g. a Linear layer) "
+                              f"may fail.")
+        self._update(keep_page=True)
+
+    def _prefetch(self) -> None:
+        """One forward that caches every conv layer for this image, so the slider is instant."""
+        try:
+            self.probe.activations(self._x, self.probe.layers.names, preprocess=False)
+        except Exception:  # e.g. a wrong-size image failing deep in the model: _load says why
+            pass
+
+    def _on_grid_click(self, mark, content) -> None:
+        data = content.get("data", {}) if isinstance(content, dict) else {}
+        self.select_at(float(data.get("click_x", -1)), float(data.get("click_y", -1)), flipped=True)
+
+    def select_at(self, x: float, y: float, flipped: bool = False) -> int | None:
+        """Select the channel of the tile at grid pixel ``(x, y)`` (``flipped``: y counted from the bottom)."""
+        if self._plan is None or self._grid_rgb is None:
+            return None
+        if flipped:
+            y = self._grid_rgb.shape[0] - y
+        pos = self._plan.tile_at(self.page, x, y)
+        if pos is None:
+            return None
+        self.channel = int(self._visible[pos])
+        return self.channel
+
+    # --- computing -----------------------------------------------------------------------------
+    def _nchannels(self) -> int:
+        if self._acts is not None:
+            return int(self._acts.shape[0])
+        try:
+            return int(self.probe.layer(self.layer).shape[0])
+        except Exception:
+            return 1
+
+    def _is_maps(self) -> bool:
+        a = self._acts
+        return a is not None and a.ndim == 3 and a.shape[1] * a.shape[2] > 1
+
+    def _load(self) -> bool:
+        self._acts = None
+        if self._x is None or not self.layer:
+            return False
+        try:
+            a = self.probe.activations(self._x, self.layer, preprocess=False)
+        except Exception as e:
+            want = tuple(self.probe.transform.input_size)
+            got = tuple(self._x.shape[-2:])
+            if got != want:
+                self.message.error(
+                    f"The model failed on this {got[0]}×{got[1]} image at layer {self.layer}: it expects "
+                    f"{want[0]}×{want[1]} inputs. Resize the image to {want[0]}×{want[1]}, or let the Probe do it: "
+                    f"Probe(model, input_size=({want[0]}, {want[1]})). ({type(e).__name__}: {e})")
+            else:
+                self.message.exception(e)
+            return False
+        self._acts = stats._np(a[0].float())  # numpy from here on: single-threaded, predictable latency
+        return True
+
+    def _update(self, keep_page: bool) -> None:
+        """New layer, image, order or dead-channel filter: recompute what the grid shows and draw it."""
+        self._busy = True
+        try:
+            ok = self._load()
+            a = self._acts
+            n = int(a.shape[0]) if a is not None and a.ndim >= 1 else 1
+            self.channel_picker.max = max(0, n - 1)
+            if self.channel > n - 1:
+                self.channel = n - 1
+            if not ok:
+                self._plan = None
+                return
+            self._nonfinite = stats.nonfinite_counts(a)
+            if self._is_maps():
+                self._visible, self._ndead = stats.visible_channels(a, self.order, self.hide_dead)
+                _, h, w = a.shape
+                self._plan = stats.plan_grid(len(self._visible), h, w, self.max_tiles, self.max_pixels)
+                self._range = self._layer_range(a)
+                if not keep_page:
+                    pos = np.flatnonzero(self._visible == self.channel)
+                    self.page = self._plan.page_of(int(pos[0])) if pos.size else 0
+                else:
+                    self.page = self.page  # clamp
+            else:
+                self._plan = None
+                self._visible = np.arange(n)
+                self._ndead = 0
+        finally:
+            self._busy = False
+        self._render_grid()
+        self._render_selection()
+
+    @staticmethod
+    def _layer_range(a) -> tuple[float, float]:
+        return stats.finite_range(a)
+
+    def page_tiles(self, page: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Channel indices on ``page`` and their tiles as shown (float ``NxhxW`` in [0, 1], NaN/inf kept)."""
+        k = self.page if page is None else page
+        chans = self._visible[list(self._plan.page(k))]
+        maps = self._acts[chans] if len(chans) else self._acts[:0]
+        if self.norm == "layer":
+            unit = render.normalize(maps, lo=self._range[0], hi=self._range[1])
+        else:
+            unit = render.normalize(maps, "channel")
+        return chans, stats.downsample(unit, self._plan.scale)
+
+    # --- drawing -------------------------------------------------------------------------------
+    def _render_grid(self) -> None:
+        layer = self.probe.layer(self.layer) if self.layer else None
+        label = html.escape(layer.label) if layer is not None else ""
+        if self._acts is None:
+            self.header.value = f"<b>{label}</b>"
+            self._show(grid=False, units=False)
+            self.notes.value = ""
+            return
+        if not self._is_maps():
+            self._render_units(layer)
+            return
+        plan = self._plan
+        notes = []
+        if self._ndead:
+            notes.append(f"<b>{self._ndead} dead channel{'s' * (self._ndead != 1)} hidden</b> (all zero for this image)")
+        elif not self.hide_dead:
+            nd = int(stats.dead_channels(self._acts).sum())
+            if nd:
+                notes.append(f"{nd} dead channel{'s' * (nd != 1)} (all zero, drawn in the lowest colour)")
+        nan, pinf, ninf = self._nonfinite
+        if nan or pinf or ninf:
+            notes.append(f"<span style='color:#b00020'>non-finite values: {nan} NaN (magenta), {pinf} +inf (white), "
+                         f"{ninf} −inf (black)</span>")
+        if plan.scale > 1:
+            notes.append(f"tiles shown at 1/{plan.scale} resolution ({plan.h}×{plan.w} → "
+                         f"{plan.tile_hw[0]}×{plan.tile_hw[1]}); the large view is full size")
+        order = "by mean activation (highest first)" if self.order == "mean" else "by index"
+        norm = "each map scaled to its own range" if self.norm == "channel" else \
+            f"all maps share the layer's range [{_fmt(self._range[0])}, {_fmt(self._range[1])}]"
+        self.header.value = (f"<b>{label}</b><br><b>{plan.label(self.page)}</b>, {order}; {norm}")
+        self.page_label.value = f"&nbsp;page {self.page + 1} of {plan.pages}"
+        pager = plan.pages > 1
+        for b in (self.prev_button, self.next_button, self.page_label):
+            b.layout.display = None if pager else "none"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= plan.pages - 1
+        self.notes.value = "<br>".join(notes)
+        if plan.n == 0:
+            self._grid_rgb = None
+            self._show(grid=False, units=False)
+            self.notes.value = "<br>".join(notes + ["every channel is dead for this image: nothing to show"])
+            return
+        _, tiles = self.page_tiles()
+        rgb = render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad)
+        self._grid_rgb = rgb
+        old = self.grid_mark.image
+        # bqplot redraws an Image mark when its image widget is replaced, not when its value changes
+        self.grid_mark.image = W.Image(value=render.encode(rgb, "png"), format="png")
+        if old is not None:
+            old.close()
+        h, w = rgb.shape[:2]
+        s = min(GRID_W / w, GRID_H / h, 12.0)
+        with self.grid_figure.hold_sync():
+            self._xs.min, self._xs.max = 0.0, float(w)
+            self._ys.min, self._ys.max = 0.0, float(h)
+            self.grid_mark.x, self.grid_mark.y = [0.0, float(w)], [0.0, float(h)]
+            self.grid_figure.layout.width = f"{round(w * s) + 4}px"
+            self.grid_figure.layout.height = f"{round(h * s) + 4}px"
+        self._show(grid=True, units=False)
+
+    def _render_units(self, layer) -> None:
+        a = self._acts.reshape(-1) if self._acts.ndim == 3 else self._acts
+        if a.ndim != 1:
+            self.header.value = f"<b>{html.escape(layer.label)}</b>"
+            self.notes.value = (f"This layer's output has shape {tuple(self._acts.shape)}: neither maps (C×H×W) nor "
+                                f"a vector of units, so it is not drawn here. Pick a conv layer.")
+            self._show(grid=False, units=False)
+            return
+        v = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        with self.units_figure.hold_sync():
+            self.units_mark.x = np.arange(len(v))
+            self.units_mark.y = v
+            self.units_mark.selected = [int(self.channel)] if 0 <= self.channel < len(v) else None
+        self.header.value = (f"<b>{html.escape(layer.label)}</b><br>A {layer.type} layer gives a vector of "
+                             f"{len(v)} units, not feature maps: one bar per unit (click a bar to select it).")
+        nan, pinf, ninf = self._nonfinite
+        self.notes.value = (f"<span style='color:#b00020'>non-finite values drawn as 0: {nan} NaN, {pinf} +inf, "
+                            f"{ninf} −inf</span>" if nan or pinf or ninf else "")
+        for b in (self.prev_button, self.next_button, self.page_label):
+            b.layout.display = "none"
+        self._show(grid=False, units=True)
+
+    def _show(self, grid: bool, units: bool) -> None:
+        self.grid_figure.layout.display = None if grid else "none"
+        self.units_figure.layout.display = None if units else "none"
+        self.big_box.layout.display = None if grid else "none"
+        if not grid:
+            self._sel.visible = False
+
+    def channel_unit(self) -> np.ndarray:
+        """The selected channel as the large view draws it: values scaled to [0, 1] (NaN/inf kept)."""
+        m = self._acts[self.channel]
+        if self.norm == "layer":
+            return render.normalize(m, lo=self._range[0], hi=self._range[1])
+        return render.normalize(m, "channel")
+
+    def _render_selection(self) -> None:
+        if self._busy or not self._is_maps():
+            if self._acts is not None and not self._is_maps() and not self._busy:
+                self.units_mark.selected = [int(self.channel)] if self.channel < self._acts.size else None
+            return
+        c = int(self.channel)
+        m = self._acts[c]
+        s = stats.describe(m)
+        lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
+        unit = self.channel_unit()
+        set_image(self.big_view, render.upscale(render.colorize(unit, self.cmap), BIG))
+        set_image(self.colorbar_view, render.colorbar(self.cmap, 216, 14))
+        self.bar_max.value = f"<span style='font-size:11px'>{_fmt(hi)}</span>"
+        self.bar_min.value = f"<span style='font-size:11px'>{_fmt(lo)}</span>"
+        extra = ""
+        if not s.finite:
+            extra = (f"<br><span style='color:#b00020'>{s.nan} NaN (magenta), "
+                     f"{s.inf} ±inf (white/black)</span>")
+        dead = " — <b>dead</b> (all zero)" if s.max == 0 and s.min == 0 else ""
+        self.big_title.value = (f"<b>channel {c}</b> of {self._acts.shape[0]}{dead}<br>"
+                                f"<span style='font-size:12px'>{m.shape[0]}×{m.shape[1]} map; values "
+                                f"{_fmt(s.min)} … {_fmt(s.max)}, mean {_fmt(s.mean)}; "
+                                f"colours span [{_fmt(lo)}, {_fmt(hi)}]</span>{extra}")
+        # outline the selected tile, if it is on this page
+        plan = self._plan
+        pos = np.flatnonzero(self._visible == c)
+        if plan is None or not pos.size or plan.page_of(int(pos[0])) != self.page or self._grid_rgb is None:
+            self._sel.visible = False
+            return
+        i = int(pos[0]) - plan.page(self.page).start
+        th, tw = plan.tile_hw
+        y0, x0 = render.tile_origin(i, plan.cols(self.page), th, tw, plan.pad)
+        H = self._grid_rgb.shape[0]
+        x1, yt, yb = x0 + tw, H - y0, H - y0 - th
+        with self._sel.hold_sync():
+            self._sel.x = [x0 - 0.5, x1 + 0.5, x1 + 0.5, x0 - 0.5, x0 - 0.5]
+            self._sel.y = [yb - 0.5, yb - 0.5, yt + 0.5, yt + 0.5, yb - 0.5]
+            self._sel.visible = True
+
+    def _show_filters(self) -> None:
+        first = self.probe.layers[0] if len(self.probe.layers) else None
+        w = getattr(first.module, "weight", None) if first is not None else None
+        if w is None or w.ndim != 4:
+            self.filters_caption.value = ""
+            self.filters_view.layout.display = "none"
+            return
+        tiles = stats.filter_images(w)
+        k = max(1, 24 // max(tiles.shape[1:3]))
+        tiles = np.repeat(np.repeat((tiles * 255).round().astype(np.uint8), k, axis=1), k, axis=2)
+        cols = min(8, len(tiles))
+        set_image(self.filters_view, render.mosaic(tiles, cols, pad=2))
+        rgb = "RGB" if w.shape[1] == 3 else f"mean of {w.shape[1]} input channel(s), gray"
+        self.filters_caption.value = (f"<b>first conv layer's filters</b><br><span style='font-size:11px;color:#666'>"
+                                      f"{html.escape(first.name)}: {w.shape[0]} filters "
+                                      f"{w.shape[2]}×{w.shape[3]} ({rgb}), each scaled to its own range</span>")
+
+    # --- static --------------------------------------------------------------------------------
+    def figure(self, **kwargs):
+        """A matplotlib figure of the input, the current page of the grid and the large view."""
+        import matplotlib.pyplot as plt
+
+        layer = self.probe.layer(self.layer)
+        if self._acts is None:
+            fig, ax = plt.subplots(figsize=(6, 2))
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"{layer.label}\n(nothing to show: {self.message.value or 'no activations'})",
+                    ha="center", va="center")
+            return fig
+        inp = render.decode(self.input_view.value) if self.input_view.value else None
+        if not self._is_maps():
+            fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 3]})
+            if inp is not None:
+                a0.imshow(inp)
+            a0.set_title("input")
+            a0.axis("off")
+            v = np.asarray(self._acts).reshape(-1)
+            a1.bar(np.arange(len(v)), v, width=1.0, color="#3b6ea8")
+            a1.set_xlabel("unit")
+            a1.set_ylabel("activation")
+            a1.set_title(layer.label)
+            fig.tight_layout()
+            return fig
+        fig = plt.figure(figsize=(15, 5.2))
+        gs = fig.add_gridspec(1, 4, width_ratios=[1, 2.4, 1.3, 0.06], wspace=0.08)
+        a0 = fig.add_subplot(gs[0])
+        if inp is not None:
+            a0.imshow(inp)
+        a0.set_title("input")
+        a0.axis("off")
+        a1 = fig.add_subplot(gs[1])
+        if self._grid_rgb is not None:
+            a1.imshow(self._grid_rgb, interpolation="nearest")
+        a1.set_title(f"{layer.label}\n{self._plan.label(self.page)}"
+                     + (f", {self._ndead} dead hidden" if self._ndead else ""), fontsize=10)
+        a1.axis("off")
+        a2 = fig.add_subplot(gs[2])
+        c = int(self.channel)
+        m = self._acts[c]
+        s = stats.describe(m)
+        lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
+        cm = plt.get_cmap(self.cmap).with_extremes(bad="magenta")
+        im = a2.imshow(np.ma.masked_invalid(m), cmap=cm, vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
+                       interpolation="nearest")
+        a2.set_title(f"channel {c}: {_fmt(s.min)} … {_fmt(s.max)}", fontsize=10)
+        a2.axis("off")
+        fig.colorbar(im, cax=fig.add_subplot(gs[3]))
+        return fig
