@@ -1,0 +1,247 @@
+"""The dream engine (cnnwidgets.analyses.dream): objectives, presets, determinism, state, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import cnnwidgets as cw
+from cnnwidgets import dream as D
+from cnnwidgets.hooks import hook_count
+
+L = "_blocks.3._project_conv"  # 40 x 28 x 28 at 224; 40 x 8 x 8 at 64
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return cw.Probe(cw.load_model(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return cw.Probe(torchvision.models.resnet18(weights=None), device="cpu")
+
+
+def _state(model):
+    return [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
+
+
+def _acts(probe, layers, n=2, size=SIZE):
+    x = probe.prepare(cw.sample_batch(n, size))
+    got = probe.capture(x, layers)
+    return {k: got[k] for k in layers}
+
+
+def test_objectives_compose(probe):
+    other = "_blocks.5._project_conv"
+    acts = _acts(probe, [L, other])
+    a, b = D.channel(L, 3), D.layer(other, "squares")
+    va, vb = a(acts), b(acts)
+    assert va.shape == (2,)
+    torch.testing.assert_close((a + 2 * b)(acts), va + 2 * vb)
+    torch.testing.assert_close((a - b)(acts), va - vb)
+    torch.testing.assert_close((-a + 1)(acts), 1 - va)
+    torch.testing.assert_close((3 - a / 2)(acts), 3 - va / 2)
+    assert set((a + 2 * b).layers) == {L, other}  # the engine truncates at the deepest of them
+    with pytest.raises(TypeError, match="number"):
+        a * b
+
+
+def test_objective_values_match_their_definitions(probe):
+    acts = _acts(probe, [L])
+    t = acts[L]
+    torch.testing.assert_close(D.channel(L, 5)(acts), t[:, 5].mean((1, 2)))
+    torch.testing.assert_close(D.neuron(L, 5, x=2, y=3)(acts), t[:, 5, 3, 2])
+    torch.testing.assert_close(D.layer(L)(acts), t.mean((1, 2, 3)))
+    torch.testing.assert_close(D.channels(L, [4, 9])(acts), torch.stack([t[0, 4].mean(), t[1, 9].mean()]))
+    e = torch.zeros(40)
+    e[7] = 1.0
+    cos = torch.nn.functional.cosine_similarity(t, e.reshape(1, -1, 1, 1), dim=1).mean((1, 2))
+    torch.testing.assert_close(D.direction(L, e)(acts), cos)
+    div = D.diversity(L)(acts)
+    assert div.shape == (2,) and (div < 0).all()  # penalises similarity between the two images
+
+
+def test_naive_preset_reproduces_seed_001(resnet):
+    """Seed 001's loop (uniform noise, Adam lr 0.1 wd 1e-6, min-max rescale, normalise, hook on layer2),
+    written out by hand, against the engine's "naive" preset from the same start image."""
+    model = resnet.model
+    g = torch.Generator().manual_seed(3)
+    start = torch.rand(1, 3, SIZE, SIZE, generator=g)
+    mu = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    n, h, w = 0, 3, 5
+    data = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([data], lr=0.1, weight_decay=1e-6)
+    feats = {}
+    handle = model.layer2.register_forward_hook(lambda m, i, o: feats.__setitem__("f", o))
+    losses = []
+    try:
+        for p in model.parameters():
+            p.requires_grad = False
+        model.eval()
+        for _ in range(3):
+            x = (data - data.min()) / (data.max() - data.min())
+            model((x - mu) / std)
+            loss = -feats["f"][:, n, h, w].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        handle.remove()
+        for p in model.parameters():
+            p.requires_grad = True
+    hand = ((data - data.min()) / (data.max() - data.min())).detach()
+
+    steps = list(D.dream(resnet, D.neuron("layer2", n, x=w, y=h), preset="naive", steps=4, init=start))
+    np.testing.assert_allclose([s.loss for s in steps[:3]], losses, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(steps[3].image, hand, rtol=1e-4, atol=1e-5)  # image evaluated at step 4
+    assert hook_count(model) == 0
+
+
+def test_channel_objective_increases(probe):
+    values = [s.objective for s in D.dream(probe, D.channel(L, 3), steps=12, size=SIZE)]
+    assert np.mean(values[-3:]) > np.mean(values[:3]) + 0.5
+    values = [s.objective for s in D.dream(probe, D.channel(L, 3), steps=12, size=SIZE, preset="naive")]
+    assert values[-1] > values[0]
+
+
+def test_deterministic_for_a_seed(probe):
+    a = D.run(probe, D.channel(L, 3), steps=4, size=SIZE, seed=7)
+    b = D.run(probe, D.channel(L, 3), steps=4, size=SIZE, seed=7)
+    c = D.run(probe, D.channel(L, 3), steps=4, size=SIZE, seed=8)
+    assert torch.equal(a.image, b.image) and a.objective == b.objective
+    assert not torch.equal(a.image, c.image)
+
+
+def test_truncated_forward_gives_the_objective_of_the_full_forward(probe):
+    init = cw.sample_batch(1, SIZE)
+    first = next(iter(D.dream(probe, D.channel(L, 3), preset="naive", steps=1, init=init)))
+    x = probe.transform.normalize(D.param.minmax(init))
+    full = probe.capture(x, [L], truncate=False)[L][:, 3].mean()
+    assert first.objective == pytest.approx(float(full), rel=1e-5)
+
+
+def test_batch_of_objectives_equals_separate_runs(probe):
+    cs = [0, 5, 11, 30]
+    init = cw.sample_batch(4, SIZE)
+    batch = list(D.dream(probe, D.channels(L, cs), preset="naive", steps=2, init=init))
+    assert batch[0].image.shape == (4, 3, SIZE, SIZE)
+    for i, c in enumerate(cs):
+        alone = list(D.dream(probe, D.channel(L, c), preset="naive", steps=2, init=init[i : i + 1]))
+        assert batch[0].objectives[i] == pytest.approx(alone[0].objective, rel=1e-4, abs=1e-5)
+        # Adam's first step is lr * sign(gradient): pixels whose gradient is ~0 may flip on rounding
+        close = torch.isclose(batch[1].image[i], alone[1].image[0], rtol=1e-4, atol=1e-5)
+        assert close.float().mean() > 0.999
+
+
+class Boom(Exception):
+    pass
+
+
+def _odd_state(model):
+    """A state a user might have: train mode in part, some parameters frozen."""
+    model.train()
+    model._blocks[0].eval()
+    for i, p in enumerate(model.parameters()):
+        p.requires_grad_(i % 3 != 0)
+
+
+def test_model_state_restored_after_end_error_and_interrupt(probe):
+    model = probe.model
+    _odd_state(model)
+    before = _state(model)
+    try:
+        D.run(probe, D.channel(L, 1), steps=2, size=SIZE)
+        assert _state(model) == before and hook_count(model) == 0
+
+        def boom(acts):
+            raise Boom("from the objective")
+        with pytest.raises(Boom):
+            D.run(probe, D.Objective(boom, [L]), steps=2, size=SIZE)
+        assert _state(model) == before and hook_count(model) == 0
+
+        gen = D.dream(probe, D.channel(L, 1), steps=50, size=SIZE)
+        next(gen)
+        gen.close()  # the panel's stop button closes the generator
+        assert _state(model) == before and hook_count(model) == 0
+    finally:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+class InterruptAt(torch.nn.Module):
+    """Passes its input through; raises KeyboardInterrupt on call ``at`` (inside the model's forward)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return x
+
+
+def test_keyboard_interrupt_inside_the_forward_leaves_no_trace(resnet):
+    r = resnet.model
+    model = torch.nn.Sequential(r.conv1, r.bn1, r.relu, InterruptAt(at=4), r.maxpool, r.layer1)
+    p = cw.Probe(model, device="cpu")  # discovery forward is call 1; the size check is call 2
+    model.train()
+    before = _state(model)
+    with pytest.raises(KeyboardInterrupt):
+        D.run(p, D.channel("5", 3), steps=5, size=SIZE)
+    assert _state(model) == before and hook_count(model) == 0
+
+
+def test_bad_input_gives_clear_errors(probe):
+    with pytest.raises(ValueError, match=r"Channel 40 is out of range: .* 40 channels \(0\.\.39\)"):
+        D.dream(probe, D.channel(L, 40), size=SIZE)
+    with pytest.raises(ValueError, match=r"outside the 8x8 map"):
+        D.dream(probe, D.neuron(L, 1, x=9, y=2), size=SIZE)
+    with pytest.raises(ValueError, match="not maps"):
+        D.dream(probe, D.neuron("_fc", 1, x=0, y=0), size=SIZE)
+    with pytest.raises(KeyError, match="Close names"):
+        D.dream(probe, D.channel("_blocks.3.project", 1))
+    with pytest.raises(ValueError, match="too small"):
+        D.dream(probe, D.channel("_conv_head", 1), size=8)
+    with pytest.raises(ValueError, match="learning rate"):
+        D.dream(probe, D.channel(L, 1), lr=-1)
+    with pytest.raises(ValueError, match="preset"):
+        D.dream(probe, D.channel(L, 1), preset="fancy")
+    assert hook_count(probe.model) == 0
+
+
+def test_units_of_a_non_conv_layer_and_class_logits(probe):
+    """A Linear layer has units, not maps: a channel objective on it maximises one unit."""
+    values = [s.objective for s in D.dream(probe, D.class_logit(281), steps=6, size=SIZE)]  # tabby cat
+    assert values[-1] > values[0]
+    s = D.run(probe, D.channel("_fc", 281), steps=1, size=SIZE)
+    assert np.isfinite(s.objective)
+
+
+def test_nan_learning_rate_stops_and_keeps_last_good_frame(probe):
+    steps = list(D.dream(probe, D.channel(L, 1), preset="naive", lr=float("inf"), steps=10, size=SIZE))
+    last = steps[-1]
+    assert len(steps) < 10
+    assert last.message and "NaN" in last.message and "learning rate" in last.message
+    assert last.image is not None and torch.isfinite(last.image).all()
+    assert last.step == steps[-2].step  # the frame of the last good step
+    assert hook_count(probe.model) == 0
+
+
+def test_deepdream_changes_the_photo_towards_the_layer(probe):
+    steps = list(D.deepdream(probe, cw.sample_image("chelsea"), L, steps=3, octaves=2, size=SIZE))
+    assert len(steps) == 6 and steps[-1].info["octave"] == 2
+    photo = D.deepdream.__globals__["photo_tensor"](cw.sample_image("chelsea"), SIZE)
+    last = steps[-1].image
+    assert last.shape == photo.shape and 0 <= last.min() and last.max() <= 1
+    assert (last - photo).abs().mean() > 0.01  # it dreamed
+    assert steps[-1].objective > steps[3].objective  # ascent within the last octave
+    assert hook_count(probe.model) == 0
