@@ -275,13 +275,13 @@ class GridPlan:
         return grid_shape(len(self.page(k)))[1] if self.n else 1
 
     def tile_at(self, k: int, x: float, y: float) -> int | None:
-        """The position (display order) of the tile under pixel ``(x, y)`` of page ``k``'s mosaic, or None."""
+        """The position (display order) of the tile at pixel ``(x, y)`` of page ``k``'s mosaic, or None."""
         th, tw = self.tile_hw
         cols = self.cols(k)
         if x < 0 or y < 0:
             return None
         c, r = int(x // (tw + self.pad)), int(y // (th + self.pad))
-        if c >= cols or x - c * (tw + self.pad) >= tw + 0.999 or y - r * (th + self.pad) >= th + 0.999:
+        if c >= cols:  # a click on the 1-pixel gap after a tile counts for that tile
             return None
         i = r * cols + c
         p = self.page(k)

@@ -219,8 +219,6 @@ class FeatureMaps(Panel):
                 w.value = v
         if self._busy:
             return
-        if change["name"] == "cmap":
-            render.lut(self.cmap)  # unknown colormap: a clear error
         self._render_grid()
         self._render_selection()
 
@@ -232,6 +230,11 @@ class FeatureMaps(Panel):
             self.dead_box.value = self.hide_dead
         if not self._busy:
             self._update(keep_page=False)
+
+    @T.validate("cmap")
+    def _valid_cmap(self, proposal):
+        render.lut(proposal["value"])  # ValueError naming good colormaps
+        return proposal["value"]
 
     @T.validate("norm")
     def _valid_norm(self, proposal):
