@@ -373,7 +373,7 @@ def _guided_gradcam(probe, fn, x, target, o):
     l = cam_layer(probe, o.get("layer"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        attr = GuidedGradCam(fn, l.module).attribute(x, target=target)
+        attr = GuidedGradCam(fn, l.module).attribute(x, target=target, interpolate_mode="bilinear")
     return attr, {"layer": l.name}
 
 

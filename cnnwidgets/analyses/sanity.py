@@ -115,8 +115,9 @@ def sanity_check(probe, image, method: str = "saliency", target: int | None = No
         done = done + g
         a = attribute(clone, image, method, target, **opts)
         m = a.as_map("abs")
-        label = f"up to {g[-1]}" if len(g) > 1 else g[0]
-        yield Step(i, total, a, {"randomized": list(done), "group": list(g), "label": f"randomised {label}",
+        short = ".".join(g[-1].split(".")[:2])
+        label = f"randomised down to {short}" if len(done) > 1 else f"randomised {short}"
+        yield Step(i, total, a, {"randomized": list(done), "group": list(g), "label": label,
                                  "spearman": spearman(ref, m), "ssim": ssim(ref, m)})
 
 
