@@ -38,7 +38,8 @@ chromium:
 
 demo: install
 	@echo "Starting JupyterLab: open the http://127.0.0.1:...?token=... URL printed below (Ctrl-C to stop)."
-	cd notebooks && ../$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser $(ROOT_FLAG) quickstart.ipynb
+	cd notebooks && ../$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser $(ROOT_FLAG) \
+	  --LabApp.default_url=/lab/tree/quickstart.ipynb quickstart.ipynb
 
 # pytest exits 5 when it collected no test: that fails this target too.
 test: install-dev chromium
