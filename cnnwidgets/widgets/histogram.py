@@ -1,0 +1,322 @@
+"""Histogram: weights, biases and activations of one layer, and a sortable table of every parameter."""
+from __future__ import annotations
+
+import html
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+import traitlets as T
+
+from ..analyses import stats
+from ._base import Message, Panel, layer_slider
+from ._controls import ImageInput, set_slider_layer
+
+COLUMNS = [  # (sort key, header, width in characters)
+    ("name", "parameter", 34), ("shape", "shape", 15), ("size", "size", 9), ("mean", "mean", 10), ("std", "std", 10),
+    ("min", "min", 10), ("max", "max", 10), ("zeros", "zeros", 7),
+]
+CHAR_PX = 7.25  # width of one character of the table's 12px monospace font
+_CSS = ("<style>.cnnw-table select{font-family:Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px;}"
+        ".cnnw-table-head button{font-family:Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px;"
+        "padding:0 2px;text-align:left;}</style>")
+
+
+def _g(v: float) -> str:
+    return "nan" if v != v else f"{v:.3g}"
+
+
+def _stats_html(s: stats.Stats) -> str:
+    rows = [("mean", _g(s.mean)), ("std", _g(s.std)), ("min", _g(s.min)), ("max", _g(s.max)),
+            ("zeros", f"{100 * s.zeros:.1f}%"), ("values", f"{s.count:,}")]
+    if not s.finite:
+        rows.append(("NaN / ±inf", f"<span style='color:#b00020'>{s.nan} / {s.inf}</span>"))
+    cells = "".join(f"<tr><td style='color:#666;padding-right:8px'>{k}</td><td style='text-align:right'>{v}</td></tr>"
+                    for k, v in rows)
+    return f"<table style='font-size:12px;line-height:1.25'>{cells}</table>"
+
+
+class _Chart:
+    """One bqplot histogram (Bars of numpy counts) with a title and the statistics beside it."""
+
+    def __init__(self, title: str, color: str, width: int = 250, height: int = 210):
+        self.x, self.y = bq.LinearScale(), bq.LinearScale(min=0.0)
+        self.bars = bq.Bars(x=[0.0], y=[0.0], scales={"x": self.x, "y": self.y}, padding=0.0, colors=[color],
+                            stroke="white", opacities=[0.95])
+        self.figure = bq.Figure(
+            marks=[self.bars], padding_y=0.0, padding_x=0.02,
+            axes=[bq.Axis(scale=self.x, label="value", num_ticks=4, tick_format=".2g"),
+                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format="~s", num_ticks=5)],
+            fig_margin=dict(top=10, bottom=40, left=50, right=10),
+            layout=W.Layout(width=f"{width}px", height=f"{height}px"))
+        self.title = W.HTML(f"<b>{title}</b>")
+        self.stats = W.HTML()
+        self.hist: stats.Histogram | None = None
+        self.data_stats: stats.Stats | None = None
+        self.name = ""
+        self.box = W.VBox([self.title, W.HBox([self.figure, self.stats], layout=W.Layout(align_items="center"))],
+                          layout=W.Layout(margin="0 12px 8px 0"))
+
+    def show(self, name: str, values, bins: int, what: str) -> None:
+        self.name = name
+        if values is None:
+            self.hist = self.data_stats = None
+            self.title.value = f"<b>{what}</b>: <span style='color:#666'>{html.escape(name)}</span>"
+            self.stats.value = ""
+            self.figure.layout.visibility = "hidden"
+            return
+        h = stats.histogram(values, bins)
+        s = stats.describe(values)
+        self.hist, self.data_stats = h, s
+        shape = "×".join(map(str, np.shape(values))) or "scalar"
+        self.title.value = (f"<b>{what}</b> <code>{html.escape(name)}</code> "
+                            f"<span style='color:#666'>({shape}, {bins} bins)</span>")
+        self.stats.value = _stats_html(s)
+        with self.figure.hold_sync():
+            self.bars.x = h.centers
+            self.bars.y = h.counts
+        self.figure.layout.visibility = "visible"
+
+
+class Histogram(Panel):
+    """Distributions of one layer's weights, biases and activations (seed 003), and every parameter's statistics.
+
+    >>> h = cw.Histogram(probe, cw.sample_image("chelsea"))
+    >>> h.layer = "features.0"            # or move the slider; link it to FeatureMaps.layer
+    >>> h.sort_by, h.descending = "std", True; h.parameter = "features.3.weight"
+
+    Traits: ``layer`` (module name, linkable), ``parameter`` (the table's selected state_dict key),
+    ``sort_by`` (one of :data:`cnnwidgets.analyses.stats.SORT_KEYS`) and ``descending``.
+    """
+
+    layer = T.Unicode().tag(sync=False)
+    parameter = T.Unicode().tag(sync=False)
+    sort_by = T.Unicode("order").tag(sync=False)
+    descending = T.Bool(False).tag(sync=False)
+
+    def __init__(self, probe, image=None, layer=None, *, bins: int = 50):
+        self.probe = probe
+        self.bins = bins
+        self.message = Message()
+        self._x = None
+        self._syncing = False
+        self.param_layers = [l for l in probe.all_layers if stats.module_parameters(l.module)]
+        if not self.param_layers:
+            raise ValueError(f"{probe.name} has no layers with parameters to show.")
+        self.rows = stats.parameter_table(probe.model)
+        self._by_name = {r.name: r for r in self.rows}
+        self._state = probe.model.state_dict()
+
+        if layer is not None:
+            first = probe.layer(layer).name
+        else:
+            first = probe.layers[0].name if len(probe.layers) else self.param_layers[0].name
+        self.slider = layer_slider(probe, self.param_layers, value=first)
+        self.input = ImageInput(probe, image, self.message)
+        self.weights = _Chart("weights", "#3b6ea8")
+        self.bias = _Chart("bias", "#d9822b")
+        self.acts = _Chart("activations", "#4f9a4f")
+        self.selected = _Chart("selected parameter", "#7a4fa0")
+
+        self.head_buttons = []
+        for key, title, width in COLUMNS:
+            b = W.Button(description=title, layout=W.Layout(width=f"{width * CHAR_PX:.0f}px", height="24px",
+                                                              margin="0"),
+                         tooltip=f"sort by {title}")
+            b.on_click(lambda _, k=key: self.sort(k))
+            self.head_buttons.append(b)
+        self.table = W.Select(options=[], rows=14, layout=W.Layout(width=f"{sum(c[2] for c in COLUMNS) * CHAR_PX + 24:.0f}px"))
+        self.table.add_class("cnnw-table")
+        head = W.HBox(self.head_buttons, layout=W.Layout(margin="0 0 0 2px"))
+        head.add_class("cnnw-table-head")
+        self.table_title = W.HTML()
+
+        super().__init__([
+            W.HTML(_CSS + "<b>Histograms</b> — the distribution of the chosen layer's weights, biases and "
+                   "activations (for the input image), and statistics of every parameter of the model."),
+            self.slider, self.input, self.message,
+            W.HBox([self.weights.box, self.bias.box], layout=W.Layout(flex_flow="row wrap")),
+            self.acts.box,
+            self.table_title,
+            W.HBox([W.VBox([head, self.table]), self.selected.box], layout=W.Layout(flex_flow="row wrap")),
+        ])
+
+        self.slider.observe(self._on_slider, "value")
+        self.table.observe(self._on_row, "value")
+        self.input.on_change(self._on_image)
+        self._fill_table()
+        self.layer = first
+        self._on_image(self.input.image)
+
+    # --- public --------------------------------------------------------------------------------
+    def sort(self, key: str) -> None:
+        """Sort the table by ``key``; the same key again flips the direction (as a header click does)."""
+        if key == "shape":
+            key = "size"
+        if key == self.sort_by:
+            self.descending = not self.descending
+        else:
+            with self.hold_trait_notifications():
+                self.sort_by = key
+                self.descending = key not in ("order", "name")
+
+    def set_image(self, image, name: str = "your image") -> None:
+        try:
+            self.input.set_image(image, name)
+        except Exception as e:
+            self.message.exception(e)
+
+    @property
+    def table_rows(self) -> list[stats.ParameterRow]:
+        """The table's rows in the order shown."""
+        return list(self._sorted)
+
+    # --- observers -----------------------------------------------------------------------------
+    @T.validate("layer")
+    def _valid_layer(self, proposal):
+        return self.probe.layer(proposal["value"]).name
+
+    @T.validate("sort_by")
+    def _valid_sort(self, proposal):
+        if proposal["value"] not in stats.SORT_KEYS:
+            raise T.TraitError(f"sort_by must be one of {stats.SORT_KEYS}, got {proposal['value']!r}.")
+        return proposal["value"]
+
+    @T.validate("parameter")
+    def _valid_parameter(self, proposal):
+        v = proposal["value"]
+        if v and v not in self._by_name:
+            import difflib
+
+            close = difflib.get_close_matches(v, list(self._by_name), n=3)
+            raise T.TraitError(f"No parameter {v!r} in the state_dict." + (f" Close: {close}." if close else ""))
+        return v
+
+    def _on_slider(self, change) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.layer = change["new"]
+
+    @T.observe("layer")
+    def _layer_changed(self, change) -> None:
+        self._syncing = True
+        try:
+            set_slider_layer(self.slider, self.probe, self.param_layers, change["new"])
+        finally:
+            self._syncing = False
+        self._show_parameters()
+        self._show_activations()
+        params = [r.name for r in self.rows if r.module == change["new"]]
+        if params and self.parameter not in params:
+            self.parameter = params[0]
+
+    @T.observe("parameter")
+    def _parameter_changed(self, change) -> None:
+        name = change["new"]
+        if self.table.value != name and name in [o[1] for o in self.table.options]:
+            self.table.value = name
+        if not name:
+            return
+        self.selected.show(name, self._values(name), self.bins, "selected")
+        module = self._by_name[name].module
+        if module and module != self.layer and module in self.probe.all_layers:
+            self.layer = module
+
+    @T.observe("sort_by", "descending")
+    def _sort_changed(self, change) -> None:
+        self._fill_table()
+
+    def _on_row(self, change) -> None:
+        if change["new"]:
+            self.parameter = change["new"]
+
+    def _on_image(self, image) -> None:
+        self.message.clear()
+        try:
+            self._x = self.probe.prepare(image)
+        except Exception as e:
+            self.message.exception(e)
+            return
+        self._show_activations()
+
+    # --- drawing -------------------------------------------------------------------------------
+    def _values(self, name: str):
+        t = self._state.get(name)
+        if t is None:
+            t = dict(self.probe.model.state_dict()).get(name)
+        return None if t is None else stats._np(t.detach().float())
+
+    def _show_parameters(self) -> None:
+        module = self.probe.layer(self.layer).module
+        params = stats.module_parameters(module)
+        w, b = params.get("weight"), params.get("bias")
+        self.weights.show(f"{self.layer}.weight" if w is not None else "this layer has no weights",
+                          None if w is None else stats._np(w.detach().float()), self.bins, "weights")
+        self.bias.show(f"{self.layer}.bias" if b is not None else "this layer has no bias (bias=False)",
+                       None if b is None else stats._np(b.detach().float()), self.bins, "bias")
+
+    def _show_activations(self) -> None:
+        if self._x is None or not self.layer:
+            return
+        try:
+            a = self.probe.activations(self._x, self.layer, preprocess=False)
+        except Exception as e:
+            self.message.exception(e)
+            self.acts.show("failed for this image", None, self.bins, "activations")
+            return
+        self.acts.show(f"{self.layer} output for '{self.input.name}'", stats._np(a[0].float()), self.bins, "activations")
+
+    def _fill_table(self) -> None:
+        self._sorted = stats.sort_rows(self.rows, self.sort_by, self.descending)
+        options = [(self._format(r), r.name) for r in self._sorted]
+        keep = self.parameter
+        self.table.options = options
+        if keep in self._by_name:
+            self.table.value = keep
+        arrow = "▼" if self.descending else "▲"
+        for (key, title, _), b in zip(COLUMNS, self.head_buttons):
+            active = key == self.sort_by
+            b.description = f"{title} {arrow}" if active else title
+            b.button_style = "info" if active else ""
+        order = "model order" if self.sort_by == "order" else f"{self.sort_by}, {'descending' if self.descending else 'ascending'}"
+        self.table_title.value = (f"<b>every parameter</b> ({len(self.rows)} tensors of the state_dict, BatchNorm's "
+                                  f"num_batches_tracked left out) — sorted by {order}. <span style='color:#666'>"
+                                  f"Click a header to sort, a row to see its histogram.</span>")
+
+    @staticmethod
+    def _format(r: stats.ParameterRow) -> str:
+        def cell(text: str, width: int, left: bool = False) -> str:
+            text = text if len(text) < width else text[: width - 2] + "…"
+            return text.ljust(width) if left else text.rjust(width - 1) + " "
+
+        s = r.stats
+        name = r.name if len(r.name) < 34 else "…" + r.name[-32:]
+        shape = "×".join(map(str, r.shape)) or "scalar"
+        vals = [cell(name, 34, True), cell(shape, 15, True), cell(f"{s.count:,}", 9), cell(_g(s.mean), 10),
+                cell(_g(s.std), 10), cell(_g(s.min), 10), cell(_g(s.max), 10), cell(f"{100 * s.zeros:.1f}%", 7)]
+        return "".join(vals).replace(" ", "\u00a0")
+
+    # --- static --------------------------------------------------------------------------------
+    def figure(self, **kwargs):
+        """A matplotlib figure of the four histograms with their statistics."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+        for ax, chart, what in zip(axes.ravel(), (self.weights, self.bias, self.acts, self.selected),
+                                   ("weights", "bias", "activations", "selected")):
+            if chart.hist is None:
+                ax.text(0.5, 0.5, chart.name or "nothing selected", ha="center", va="center", transform=ax.transAxes)
+                ax.set_title(what)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            h, s = chart.hist, chart.data_stats
+            ax.bar(h.centers, h.counts, width=h.width, color=chart.bars.colors[0], edgecolor="white", linewidth=0.3)
+            ax.set_title(f"{what}: {chart.name}", fontsize=10)
+            ax.set_xlabel("value")
+            ax.set_ylabel("count")
+            ax.text(0.98, 0.95, f"mean {_g(s.mean)}\nstd {_g(s.std)}\nmin {_g(s.min)}\nmax {_g(s.max)}\n"
+                    f"zeros {100 * s.zeros:.1f}%", transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                    bbox=dict(boxstyle="round", fc="white", ec="#ccc"))
+        fig.suptitle(self.probe.layer(self.layer).label)
+        fig.tight_layout()
+        return fig
