@@ -253,7 +253,6 @@ class Lab:
         self._proc = None
         self._pw = None
         self.browser = None
-        self._counter = 0
         try:
             self._start_server(startup_timeout)
             self._start_browser()
@@ -400,10 +399,21 @@ class Lab:
         """
         if isinstance(cells, (str, os.PathLike)) and str(cells).endswith(".ipynb"):
             cells = [dict(c) for c in nbformat.read(str(cells), as_version=4).cells]
-        self._counter += 1
-        path = self.write_notebook(cells, f"{name}" if self._counter == 1 else f"{name}-{self._counter}")
+        stem, n = name, 1
+        while (self.notebooks / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', stem).strip('-')}.ipynb").exists():
+            n += 1
+            stem = f"{name}-{n}"
+        path = self.write_notebook(cells, stem)
         run = self.open_notebook(path, timeout=timeout)
-        run.run_all(timeout=timeout, fail_on_stderr=fail_on_stderr)
+        try:
+            run.run_all(timeout=timeout, fail_on_stderr=fail_on_stderr)
+        except BaseException:
+            try:  # keep a picture of the failure, then free its kernel (the test has no handle on it)
+                run.screenshot(f"{path[:-len('.ipynb')]}-error")
+            except Exception:
+                pass
+            run.close()
+            raise
         return run
 
     def _touch(self, run: NotebookRun):
