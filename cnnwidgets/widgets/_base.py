@@ -95,6 +95,21 @@ def layer_slider(probe, layers=None, value=None, description: str = "layer") -> 
     return s
 
 
+def layer_caption(slider: W.SelectionSlider, probe) -> W.HTML:
+    """A line under a layer slider with the whole label (the slider's readout is clipped)."""
+    names = [o[1] if isinstance(o, tuple) else o for o in slider.options]
+    cap = W.HTML()
+
+    def update(_=None):
+        l = probe.layer(slider.value)
+        cap.value = (f"<span style='color:#444'>layer {names.index(l.name) + 1} of {len(names)}: "
+                     f"<b>{l.name}</b> · {l.type} · output {'×'.join(map(str, l.shape))}</span>")
+
+    slider.observe(update, "value")
+    update()
+    return cap
+
+
 def uploaded_files(upload: W.FileUpload) -> list[tuple[str, bytes]]:
     """(name, content) of a FileUpload's files under ipywidgets 7 (dict) and 8 (tuple)."""
     v = upload.value

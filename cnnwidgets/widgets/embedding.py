@@ -11,7 +11,7 @@ from .. import render
 from ..analyses import embedding as E
 from ..images import sample_dataset
 from ..runner import Step
-from ._base import Message, Panel, RunControls, image_widget, layer_slider, set_image
+from ._base import Message, Panel, RunControls, image_widget, layer_caption, layer_slider, set_image
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -49,13 +49,14 @@ class Embedding(Panel):
         self.pool = W.Dropdown(options=[("mean over space", "mean"), ("max over space", "max")], value="mean", description="pool")
         self.controls = RunControls(self._job, self._frame, total=lambda: n, message=self.message)
         self.controls.start_button.description = "Compute"
+        self.controls.start_button.layout.width = "110px"
 
         classes = sorted(set(self.labels), key=self.labels.index)
         self._classes = classes
         xs, ys = bq.LinearScale(), bq.LinearScale()
         self.marks = [
             bq.Scatter(x=[], y=[], scales={"x": xs, "y": ys}, colors=[PALETTE[i % len(PALETTE)]], labels=[c],
-                       display_legend=True, default_size=48, stroke="white", interactions={"click": "select"},
+                       display_legend=False, default_size=48, stroke="white", interactions={"click": "select"},
                        unselected_style={"opacity": 0.5}, selected_style={"stroke": "black", "stroke-width": 2})
             for i, c in enumerate(classes)
         ]
@@ -63,16 +64,21 @@ class Embedding(Panel):
             m.observe(self._clicked, "selected")
         self.ax_x = bq.Axis(scale=xs, label="component 1")
         self.ax_y = bq.Axis(scale=ys, orientation="vertical", label="component 2")
+        self.xs, self.ys = xs, ys
         self.fig = bq.Figure(marks=self.marks, axes=[self.ax_x, self.ax_y], title="Press Compute",
-                             legend_location="top-right", layout=W.Layout(width="520px", height="440px"),
+                             layout=W.Layout(width="520px", height="440px"),
                              fig_margin={"top": 50, "bottom": 50, "left": 50, "right": 20})
+        self.legend = W.HTML("<br>".join(
+            f"<span style='color:{PALETTE[i % len(PALETTE)]};font-size:16px'>&#9679;</span> {c}" for i, c in enumerate(classes)))
         self.picked = image_widget(width="160px")
+        self.picked.layout.display = "none"  # no broken-image icon before a click
         self.picked_label = W.HTML("<i>click a point to see its image</i>")
 
         chans = probe.layer(self.slider.value).channels or 1
         self.channel_picker = W.BoundedIntText(value=0, min=0, max=chans - 1, description="channel", layout=W.Layout(width="180px"))
         self.top_button = W.Button(description=f"Top {k} images", icon="search")
         self.top_image = image_widget(width="420px")
+        self.top_image.layout.display = "none"
         self.top_caption = W.HTML()
         self.top_button.on_click(lambda _: self.show_top())
 
@@ -81,8 +87,8 @@ class Embedding(Panel):
         self.layer = self.slider.value
         super().__init__([
             W.HTML(f"<b>Embedding</b> — where <code>{probe.name}</code> puts {n} images ({len(classes)} labels)"),
-            self.slider, W.HBox([self.method, self.pool]), self.controls, self.message,
-            W.HBox([self.fig, W.VBox([self.picked_label, self.picked])]),
+            self.slider, layer_caption(self.slider, probe), W.HBox([self.method, self.pool]), self.controls, self.message,
+            W.HBox([self.fig, W.VBox([self.legend, W.HTML("<hr>"), self.picked_label, self.picked])]),
             W.HTML("<b>Images that excite a channel most</b>"),
             W.HBox([self.channel_picker, self.top_button]), self.top_caption, self.top_image,
         ])
@@ -126,6 +132,10 @@ class Embedding(Panel):
             with m.hold_sync():
                 m.x, m.y = self.coords[idx, 0], self.coords[idx, 1]
                 m.selected = None
+        for scale, v in ((self.xs, self.coords[:, 0]), (self.ys, self.coords[:, 1])):
+            lo, hi = float(v.min()), float(v.max())
+            pad = 0.06 * (hi - lo) or 1.0
+            scale.min, scale.max = lo - pad, hi + pad  # no point on the frame's edge
         names = {"pca": ("PC 1", "PC 2"), "tsne": ("t-SNE 1", "t-SNE 2")}[method]
         self.ax_x.label, self.ax_y.label = names
         self.fig.title = f"{layer} ({'PCA' if method == 'pca' else 't-SNE'}, {len(labels)} images)"
@@ -155,6 +165,7 @@ class Embedding(Panel):
         if i < 0:
             return
         set_image(self.picked, render.upscale(render.image_rgb(self.thumbs[i]), 160))
+        self.picked.layout.display = None
         self.picked_label.value = f"image {i} · <b>{self.labels[i]}</b>"
 
     # --- top images ----------------------------------------------------------------------------
@@ -167,6 +178,7 @@ class Embedding(Panel):
             return None
         tiles = np.stack([render.image_rgb(self.thumbs[i]) for i in self.top.indices])
         set_image(self.top_image, render.mosaic(tiles, cols=min(len(tiles), 5), pad=4))
+        self.top_image.layout.display = None
         scores = ", ".join(f"{s:.2f}" for s in self.top.scores)
         self.top_caption.value = f"{self.layer}, channel {self.channel}: max activation {scores} (best first)"
         return self.top
