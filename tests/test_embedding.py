@@ -102,6 +102,8 @@ def test_panel_bad_input(probe, data):
     with pytest.raises(ValueError, match="one label per image"):
         cw.Embedding(probe, images, labels[:-1])
     panel = cw.Embedding(probe, images, labels)
+    panel.layer = probe.layers[3].name  # set from outside (the Explorer's link): the slider follows
+    assert panel.slider.value == probe.layers[3].name
     panel.channel = 10_000  # a linked panel's channel beyond this layer: clamped to the last channel
     last = probe.layer(panel.layer).channels - 1
     assert panel.channel == last and panel.channel_picker.value == last

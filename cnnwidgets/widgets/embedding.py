@@ -97,7 +97,7 @@ class Embedding(Panel):
     @T.observe("layer")
     def _on_layer(self, change):
         l = self.probe.layer(change["new"])
-        if self.slider.value != l.name and l.name in self.slider.options and l.name in [o[1] for o in self.slider.options]:
+        if self.slider.value != l.name and l.name in [o[1] for o in self.slider.options]:
             self.slider.value = l.name
         self.channel_picker.max = max(0, (l.channels or 1) - 1)
         self.coords = None
