@@ -99,6 +99,8 @@ class NotebookRun:
         self.page = page
         self._context = context
         self.closed = False
+        self.js_errors: list[str] = []  # uncaught exceptions in the page (widget front ends included)
+        page.on("pageerror", lambda e: self.js_errors.append(str(e)))
 
     # --- running ---------------------------------------------------------------------------
     def _state(self):
@@ -142,7 +144,20 @@ class NotebookRun:
         st = self._state()
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         indices = {c["index"] for c in st["cells"] if c["type"] == "code"}
-        return self._wait_done(indices, timeout, f"{self.path}", fail_on_stderr)
+        st = self._wait_done(indices, timeout, f"{self.path}", fail_on_stderr)
+        self.check_widgets()
+        return st
+
+    def check_widgets(self):
+        """Raise if a widget failed to render in the front end ("Error displaying widget", missing model class)."""
+        bad = [t for t in self.page.locator(".jp-OutputArea-output").all_inner_texts()
+               if "Error displaying widget" in t or "Failed to load model class" in t]
+        broken = self.page.locator(".jupyter-widgets-error-widget")  # ipywidgets 8's error placeholder
+        if broken.count():
+            msg = broken.first.evaluate("(e) => e.title || e.getAttribute('data-error') || e.textContent || ''")
+            bad.append(f"{broken.count()} widget(s) show ipywidgets' error placeholder: {msg}")
+        if bad:
+            raise CellError(f"{self.path}: a widget failed to render in JupyterLab: {bad[0][:500]}")
 
     def run_cell(self, code: str, timeout: float = 120, fail_on_stderr: bool = False):
         """Append a code cell with ``code`` at the end, run it in the same kernel and wait for it.

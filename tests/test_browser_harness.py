@@ -28,3 +28,19 @@ def test_widgets_render_and_errors_raise_with_their_traceback(lab):
 def test_an_error_in_run_all_names_the_cell(lab):
     with pytest.raises(CellError, match=r"(?s)cell \[1\].*NameError.*undefined_name"):
         lab.run_notebook(["x = 1", "undefined_name + x", "print('never runs')"], name="harness-error")
+
+
+@pytest.mark.browser
+def test_a_widget_that_cannot_render_is_an_error(lab):
+    code = """import ipywidgets as W
+from traitlets import Unicode
+
+class Broken(W.DOMWidget):
+    _model_module = Unicode("no-such-module").tag(sync=True)
+    _view_module = Unicode("no-such-module").tag(sync=True)
+    _model_name = Unicode("NoModel").tag(sync=True)
+    _view_name = Unicode("NoView").tag(sync=True)
+
+Broken()"""
+    with pytest.raises(CellError, match="failed to render"):
+        lab.run_notebook([code], name="harness-broken-widget")
