@@ -251,10 +251,12 @@ class Saliency(Panel):
             self.refresh()
 
     def _on_option(self, change) -> None:
-        if not self._updating and self.method not in SLOW:
-            self.refresh()
-        elif self.method in SLOW:
+        if change["owner"] not in self.option_rows.get(self.method, []):
+            return  # another method's option: used when that method is picked
+        if self.method in SLOW:
             self.message.info("Options changed: press Compute to recompute.")
+        else:
+            self.refresh()
 
     def _on_target(self, change) -> None:
         if self._updating:
