@@ -199,16 +199,17 @@ class Dream(Panel):
                                 fig_margin={"top": 30, "bottom": 10, "left": 10, "right": 10})
 
     # --- reactions -----------------------------------------------------------------------------------
-    def _on_layer_trait(self, change):
+    @T.validate("layer")
+    def _valid_layer(self, proposal):
+        """An unknown layer name keeps the current layer and says so in the message line."""
         try:
-            name = self.probe.layer(change["new"]).name
+            return self.probe.layer(proposal["value"]).name
         except (KeyError, IndexError, TypeError) as e:
             self.message.exception(e)
-            self.layer = change["old"]
-            return
-        if name != change["new"]:
-            self.layer = name
-            return
+            return self.layer
+
+    def _on_layer_trait(self, change):
+        name = change["new"]
         self._syncing = True
         try:
             set_slider_layer(self.layer_slider, self.probe, self.probe.layers, name)
