@@ -88,7 +88,8 @@ def test_slider_changes_the_image_and_the_layer_trait(probe, fm):
     fm.slider.value = probe.layers[20].name
     assert fm.layer == probe.layers[20].name
     assert fm.grid_image.value != before
-    assert probe.layers[20].label in fm.header.value
+    l20 = probe.layers[20]
+    assert all(part in fm.layer_label.value for part in (l20.name, l20.type, "×".join(map(str, l20.shape)), "21 of 49"))
     assert [o[0] for o in fm.slider.options][20] == probe.layers[20].label  # name · type · shape
 
 

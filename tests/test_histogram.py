@@ -46,7 +46,7 @@ def test_weights_bias_activations_are_numpy_histograms(probe, cat, hist):
     hist.layer = name
     module = probe.layer(name).module
     assert_chart(hist.weights, module.weight.detach().numpy())
-    assert hist.bias.hist is None and "no bias" in hist.bias.title.value  # efficientnet convs have bias=False
+    assert hist.bias.hist is None and "no bias" in hist.bias.stats.value  # efficientnet convs have bias=False
     assert_chart(hist.acts, probe.activations(cat, name)[0].numpy())
     hist.layer = "_fc"
     assert_chart(hist.weights, probe.layer("_fc").module.weight.detach().numpy())
@@ -91,7 +91,7 @@ def test_linked_to_featuremaps(probe, cat, hist):
         fm.slider.value = probe.layers[7].name
         assert hist.layer == probe.layers[7].name and hist.slider.value == probe.layers[7].name
         hist.layer = "_blocks.4._bn0"  # a BatchNorm: maps too
-        assert fm.layer == "_blocks.4._bn0" and "BatchNorm2d" in fm.header.value
+        assert fm.layer == "_blocks.4._bn0" and "BatchNorm2d" in fm.layer_label.value
     finally:
         link.unlink()
 
@@ -131,7 +131,7 @@ def test_other_models_and_layers_without_bias(make, tmp_path):
         module = probe.layer(layer).module
         assert_chart(h.weights, module.weight.detach().numpy())
         if getattr(module, "bias", None) is None:
-            assert h.bias.hist is None and "no bias" in h.bias.title.value
+            assert h.bias.hist is None and "no bias" in h.bias.stats.value
         else:
             assert_chart(h.bias, module.bias.detach().numpy())
     assert "num_batches_tracked" not in " ".join(o[1] for o in h.table.options)

@@ -103,7 +103,7 @@ class Dream(Panel):
 
         # --- settings ------------------------------------------------------------------------------
         self.mode_buttons = W.ToggleButtons(
-            options=[("one image", SINGLE), ("atlas", ATLAS), ("DeepDream a photo", DEEPDREAM)] + ([("compare networks", COMPARE)] if self.others else []),
+            options=[("one image", SINGLE), ("atlas", ATLAS), ("DeepDream", DEEPDREAM)] + ([("compare networks", COMPARE)] if self.others else []),
             value=SINGLE, style={"button_width": "130px"})
         self.preset_buttons = W.ToggleButtons(
             options=[("naive (seed 001)", NAIVE), ("regularized (Lucent)", REGULARIZED)], value=REGULARIZED,
@@ -130,8 +130,8 @@ class Dream(Panel):
         xs, ys = bq.LinearScale(), bq.LinearScale()
         self.loss_lines = bq.Lines(x=np.zeros(0), y=np.zeros(0), scales={"x": xs, "y": ys}, colors=COLORS, stroke_width=2,
                                    display_legend=False)
-        self.loss_figure = bq.Figure(marks=[self.loss_lines], axes=[bq.Axis(scale=xs, label="step"),
-                                     bq.Axis(scale=ys, orientation="vertical", label="objective (↑)", tick_format=".3g")],
+        self.loss_figure = bq.Figure(marks=[self.loss_lines], axes=[bq.Axis(scale=xs, label="step", num_ticks=5),
+                                     bq.Axis(scale=ys, orientation="vertical", label="objective (↑)", tick_format=".3g", num_ticks=5)],
                                      title="objective per step", layout=W.Layout(width="340px", height="240px"),
                                      fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10})
         self._build_picker()

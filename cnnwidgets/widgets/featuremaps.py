@@ -11,11 +11,16 @@ import traitlets as T
 from .. import render
 from ..analyses import stats
 from ._base import Message, Panel, image_widget, layer_slider, set_image
-from ._controls import ImageInput, set_slider_layer
+from ._controls import ImageInput, layer_label, set_slider_layer
 
 CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
-GRID_W, GRID_H = 540, 540  # the largest the grid is drawn in the notebook (px)
-BIG = 256  # the large view's size (px)
+GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
+BIG = 240  # the large view's size (px)
+
+
+def _div(text: str) -> str:
+    """HTML with normal line spacing (ipywidgets' HTML uses the 28px widget line height)."""
+    return f"<div style='line-height:1.35;padding:2px 0'>{text}</div>"
 
 
 def _fmt(v: float) -> str:
@@ -61,6 +66,8 @@ class FeatureMaps(Panel):
         # --- controls ----------------------------------------------------------------------
         first = probe.layer(layer).name if layer is not None else probe.layers[0].name
         self.slider = layer_slider(probe, value=first)
+        self.slider.readout = False  # a long "name · type · shape" does not fit the readout: shown below instead
+        self.layer_label = W.HTML()
         self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
                                                description="channel", layout=W.Layout(width="150px"),
                                                style={"description_width": "55px"})
@@ -70,7 +77,7 @@ class FeatureMaps(Panel):
         self.norm_picker = W.ToggleButtons(options=[("per channel", "channel"), ("per layer", "layer")],
                                            value="channel", tooltips=["each map scaled to its own min..max",
                                                                       "all maps share the layer's min..max"],
-                                           style={"button_width": "90px"})
+                                           style={"button_width": "105px"})
         self.order_picker = W.Dropdown(options=[("by index", "index"), ("by mean activation", "mean")], value="index",
                                        description="order", layout=W.Layout(width="220px"),
                                        style={"description_width": "45px"})
@@ -96,6 +103,8 @@ class FeatureMaps(Panel):
         self.grid_figure = bq.Figure(marks=[self.grid_mark, self._sel], axes=[], padding_x=0, padding_y=0,
                                      fig_margin=dict(top=2, bottom=2, left=2, right=2),
                                      layout=W.Layout(width=f"{GRID_W}px", height=f"{GRID_H}px"))
+        if self.grid_figure.has_trait("display_toolbar"):  # bqplot >= 0.13: no pan/zoom over the tiles
+            self.grid_figure.display_toolbar = False
         # one bar per unit, for layers whose output is a vector (Linear)
         self._ux, self._uy = bq.LinearScale(), bq.LinearScale()
         self.units_mark = bq.Bars(x=[0], y=[0], scales={"x": self._ux, "y": self._uy}, padding=0.0, colors=["#3b6ea8"])
@@ -113,22 +122,27 @@ class FeatureMaps(Panel):
         self.colorbar_view = image_widget(width="14px")
         self.colorbar_view.layout.height = f"{BIG - 40}px"
 
+        fixed = dict(flex="0 0 auto")
         pages = W.HBox([self.prev_button, self.next_button, self.page_label], layout=W.Layout(align_items="center"))
         left = W.VBox([W.HTML("<b>input</b> <span style='color:#666'>(as the model sees it)</span>"), self.input_view,
-                       self.filters_caption, self.filters_view], layout=W.Layout(width="215px", margin="0 8px 0 0"))
+                       self.filters_caption, self.filters_view], layout=W.Layout(width="210px", margin="0 8px 0 0", **fixed))
         centre = W.VBox([self.header, pages, self.grid_figure, self.units_figure, self.notes],
-                        layout=W.Layout(width=f"{GRID_W + 10}px"))
+                        layout=W.Layout(width=f"{GRID_W + 16}px", **fixed))
         bar = W.VBox([self.bar_max, self.colorbar_view, self.bar_min], layout=W.Layout(margin="0 0 0 6px"))
-        right = W.VBox([self.big_title, W.HBox([self.big_view, bar])], layout=W.Layout(margin="0 0 0 10px"))
+        right = W.VBox([self.big_title, W.HBox([self.big_view, bar])],
+                       layout=W.Layout(width=f"{BIG + 80}px", margin="0 0 0 8px", **fixed))
         self.big_box = right
-        options = W.HBox([self.channel_picker, self.cmap_picker, self.order_picker, self.dead_box],
+        for w, cls in ((self, "cnnw-featuremaps"), (self.slider, "cnnw-layer-slider"), (self.grid_figure, "cnnw-grid"),
+                       (self.big_view, "cnnw-big"), (self.layer_label, "cnnw-layer-label"), (self.units_figure, "cnnw-units"), (self.input_view, "cnnw-input")):
+            w.add_class(cls)
+        options = W.HBox([self.channel_picker, self.cmap_picker, self.norm_picker, self.order_picker, self.dead_box],
                          layout=W.Layout(flex_flow="row wrap"))
         super().__init__([
             W.HTML("<b>Feature maps</b> — every channel of the chosen layer for one input image. "
                    "<span style='color:#666'>Move the slider to change layer; click a tile (or type a channel) "
                    "for a large view.</span>"),
-            self.slider, W.HBox([self.input, self.norm_picker]), options, self.message,
-            W.HBox([left, centre, right]),
+            self.slider, self.layer_label, self.input, options, self.message,
+            W.HBox([left, centre, right], layout=W.Layout(flex_flow="row wrap")),
         ])
 
         # --- wiring ------------------------------------------------------------------------
@@ -189,6 +203,7 @@ class FeatureMaps(Panel):
             self.message.exception(e)
         finally:
             self._syncing = False
+        self.layer_label.value = layer_label(self.probe, self.slider, change["new"])
         self._update(keep_page=False)
 
     def _on_slider(self, change) -> None:
@@ -290,6 +305,7 @@ class FeatureMaps(Panel):
 
     def _on_grid_click(self, mark, content) -> None:
         data = content.get("data", {}) if isinstance(content, dict) else {}
+        self._last_click = data
         self.select_at(float(data.get("click_x", -1)), float(data.get("click_y", -1)), flipped=True)
 
     def select_at(self, x: float, y: float, flipped: bool = False) -> int | None:
@@ -415,18 +431,18 @@ class FeatureMaps(Panel):
         order = "by mean activation (highest first)" if self.order == "mean" else "by index"
         norm = "each map scaled to its own range" if self.norm == "channel" else \
             f"all maps share the layer's range [{_fmt(self._range[0])}, {_fmt(self._range[1])}]"
-        self.header.value = (f"<b>{label}</b><br><b>{plan.label(self.page)}</b>, {order}; {norm}")
+        self.header.value = _div(f"<b>{plan.label(self.page)}</b> <span style='color:#666'>({order}; {norm})</span>")
         self.page_label.value = f"&nbsp;page {self.page + 1} of {plan.pages}"
         pager = plan.pages > 1
         for b in (self.prev_button, self.next_button, self.page_label):
             b.layout.display = None if pager else "none"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= plan.pages - 1
-        self.notes.value = "<br>".join(notes)
+        self.notes.value = _div("<br>".join(notes))
         if plan.n == 0:
             self._grid_rgb = None
             self._show(grid=False, units=False)
-            self.notes.value = "<br>".join(notes + ["every channel is dead for this image: nothing to show"])
+            self.notes.value = _div("<br>".join(notes + ["every channel is dead for this image: nothing to show"]))
             return
         _, tiles = self.page_tiles()
         rgb = render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad)
@@ -459,7 +475,7 @@ class FeatureMaps(Panel):
             self.units_mark.x = np.arange(len(v))
             self.units_mark.y = v
             self.units_mark.selected = [int(self.channel)] if 0 <= self.channel < len(v) else None
-        self.header.value = (f"<b>{html.escape(layer.label)}</b><br>A {layer.type} layer gives a vector of "
+        self.header.value = _div(f"<b>{html.escape(layer.label)}</b><br>A {layer.type} layer gives a vector of "
                              f"{len(v)} units, not feature maps: one bar per unit (click a bar to select it).")
         nan, pinf, ninf = self._nonfinite
         self.notes.value = (f"<span style='color:#b00020'>non-finite values drawn as 0: {nan} NaN, {pinf} +inf, "
@@ -501,7 +517,7 @@ class FeatureMaps(Panel):
             extra = (f"<br><span style='color:#b00020'>{s.nan} NaN (magenta), "
                      f"{s.inf} ±inf (white/black)</span>")
         dead = " — <b>dead</b> (all zero)" if s.max == 0 and s.min == 0 else ""
-        self.big_title.value = (f"<b>channel {c}</b> of {self._acts.shape[0]}{dead}<br>"
+        self.big_title.value = _div(f"<b>channel {c}</b> of {self._acts.shape[0]}{dead}<br>"
                                 f"<span style='font-size:12px'>{m.shape[0]}×{m.shape[1]} map; values "
                                 f"{_fmt(s.min)} … {_fmt(s.max)}, mean {_fmt(s.mean)}; "
                                 f"colours span [{_fmt(lo)}, {_fmt(hi)}]</span>{extra}")
@@ -534,7 +550,7 @@ class FeatureMaps(Panel):
         cols = min(8, len(tiles))
         set_image(self.filters_view, render.mosaic(tiles, cols, pad=2))
         rgb = "RGB" if w.shape[1] == 3 else f"mean of {w.shape[1]} input channel(s), gray"
-        self.filters_caption.value = (f"<b>first conv layer's filters</b><br><span style='font-size:11px;color:#666'>"
+        self.filters_caption.value = _div(f"<b>first conv layer's filters</b><br><span style='font-size:11px;color:#666'>"
                                       f"{html.escape(first.name)}: {w.shape[0]} filters "
                                       f"{w.shape[2]}×{w.shape[3]} ({rgb}), each scaled to its own range</span>")
 

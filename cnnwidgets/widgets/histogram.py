@@ -10,16 +10,16 @@ import traitlets as T
 
 from ..analyses import stats
 from ._base import Message, Panel, layer_slider
-from ._controls import ImageInput, set_slider_layer
+from ._controls import ImageInput, layer_label, set_slider_layer
 
 COLUMNS = [  # (sort key, header, width in characters)
-    ("name", "parameter", 34), ("shape", "shape", 15), ("size", "size", 9), ("mean", "mean", 10), ("std", "std", 10),
-    ("min", "min", 10), ("max", "max", 10), ("zeros", "zeros", 7),
+    ("name", "parameter", 31), ("shape", "shape", 12), ("size", "size", 9), ("mean", "mean", 9), ("std", "std", 9),
+    ("min", "min", 9), ("max", "max", 9), ("zeros", "zeros", 7),
 ]
 CHAR_PX = 7.25  # width of one character of the table's 12px monospace font
 _CSS = ("<style>.cnnw-table select{font-family:Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px;}"
         ".cnnw-table-head button{font-family:Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px;"
-        "padding:0 2px;text-align:left;}</style>")
+        "padding:0 2px;text-align:left;}.cnnw-table-head button.cnnw-num{text-align:right;padding-right:8px}</style>")
 
 
 def _g(v: float) -> str:
@@ -39,43 +39,45 @@ def _stats_html(s: stats.Stats) -> str:
 class _Chart:
     """One bqplot histogram (Bars of numpy counts) with a title and the statistics beside it."""
 
-    def __init__(self, title: str, color: str, width: int = 250, height: int = 210):
+    def __init__(self, title: str, color: str, width: int = 235, height: int = 200):
         self.x, self.y = bq.LinearScale(), bq.LinearScale(min=0.0)
-        self.bars = bq.Bars(x=[0.0], y=[0.0], scales={"x": self.x, "y": self.y}, padding=0.0, colors=[color],
-                            stroke="white", opacities=[0.95])
+        self.bars = bq.Bars(x=[0.0], y=[0.0], scales={"x": self.x, "y": self.y}, padding=0.05, colors=[color])
         self.figure = bq.Figure(
             marks=[self.bars], padding_y=0.0, padding_x=0.02,
-            axes=[bq.Axis(scale=self.x, label="value", num_ticks=4, tick_format=".2g"),
-                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format="~s", num_ticks=5)],
-            fig_margin=dict(top=10, bottom=40, left=50, right=10),
+            axes=[bq.Axis(scale=self.x, label="value", num_ticks=4, tick_format=".2~g"),
+                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format=".2~s", num_ticks=4,
+                          label_offset="35px")],
+            fig_margin=dict(top=10, bottom=40, left=50, right=12),
             layout=W.Layout(width=f"{width}px", height=f"{height}px"))
         self.title = W.HTML(f"<b>{title}</b>")
         self.stats = W.HTML()
         self.hist: stats.Histogram | None = None
         self.data_stats: stats.Stats | None = None
         self.name = ""
+        if self.figure.has_trait("display_toolbar"):  # bqplot >= 0.13
+            self.figure.display_toolbar = False
         self.box = W.VBox([self.title, W.HBox([self.figure, self.stats], layout=W.Layout(align_items="center"))],
-                          layout=W.Layout(margin="0 12px 8px 0"))
+                          layout=W.Layout(margin="0 10px 8px 0", width="350px"))
 
     def show(self, name: str, values, bins: int, what: str) -> None:
         self.name = name
         if values is None:
             self.hist = self.data_stats = None
-            self.title.value = f"<b>{what}</b>: <span style='color:#666'>{html.escape(name)}</span>"
-            self.stats.value = ""
-            self.figure.layout.visibility = "hidden"
+            self.title.value = f"<b>{what}</b>"
+            self.stats.value = f"<div style='color:#666;line-height:1.35;width:220px'>{html.escape(name)}</div>"
+            self.figure.layout.display = "none"
             return
         h = stats.histogram(values, bins)
         s = stats.describe(values)
         self.hist, self.data_stats = h, s
         shape = "×".join(map(str, np.shape(values))) or "scalar"
-        self.title.value = (f"<b>{what}</b> <code>{html.escape(name)}</code> "
-                            f"<span style='color:#666'>({shape}, {bins} bins)</span>")
+        self.title.value = (f"<div style='line-height:1.3'><b>{what}</b> <code>{html.escape(name)}</code><br>"
+                            f"<span style='color:#666;font-size:12px'>{shape}, {bins} bins</span></div>")
         self.stats.value = _stats_html(s)
         with self.figure.hold_sync():
             self.bars.x = h.centers
             self.bars.y = h.counts
-        self.figure.layout.visibility = "visible"
+        self.figure.layout.display = None
 
 
 class Histogram(Panel):
@@ -112,6 +114,8 @@ class Histogram(Panel):
         else:
             first = probe.layers[0].name if len(probe.layers) else self.param_layers[0].name
         self.slider = layer_slider(probe, self.param_layers, value=first)
+        self.slider.readout = False
+        self.layer_label = W.HTML()
         self.input = ImageInput(probe, image, self.message)
         self.weights = _Chart("weights", "#3b6ea8")
         self.bias = _Chart("bias", "#d9822b")
@@ -124,6 +128,8 @@ class Histogram(Panel):
                                                               margin="0"),
                          tooltip=f"sort by {title}")
             b.on_click(lambda _, k=key: self.sort(k))
+            if key not in ("name", "shape"):
+                b.add_class("cnnw-num")
             self.head_buttons.append(b)
         self.table = W.Select(options=[], rows=14, layout=W.Layout(width=f"{sum(c[2] for c in COLUMNS) * CHAR_PX + 24:.0f}px"))
         self.table.add_class("cnnw-table")
@@ -134,13 +140,16 @@ class Histogram(Panel):
         super().__init__([
             W.HTML(_CSS + "<b>Histograms</b> — the distribution of the chosen layer's weights, biases and "
                    "activations (for the input image), and statistics of every parameter of the model."),
-            self.slider, self.input, self.message,
-            W.HBox([self.weights.box, self.bias.box], layout=W.Layout(flex_flow="row wrap")),
-            self.acts.box,
+            self.slider, self.layer_label, self.input, self.message,
+            W.HBox([self.weights.box, self.bias.box, self.acts.box], layout=W.Layout(flex_flow="row wrap")),
             self.table_title,
             W.HBox([W.VBox([head, self.table]), self.selected.box], layout=W.Layout(flex_flow="row wrap")),
         ])
 
+        self.add_class("cnnw-histogram")
+        for chart, cls in ((self.weights, "weights"), (self.bias, "bias"), (self.acts, "activations"),
+                           (self.selected, "selected")):
+            chart.figure.add_class(f"cnnw-hist-{cls}")
         self.slider.observe(self._on_slider, "value")
         self.table.observe(self._on_row, "value")
         self.input.on_change(self._on_image)
@@ -203,6 +212,7 @@ class Histogram(Panel):
             set_slider_layer(self.slider, self.probe, self.param_layers, change["new"])
         finally:
             self._syncing = False
+        self.layer_label.value = layer_label(self.probe, self.slider, change["new"])
         self._show_parameters()
         self._show_activations()
         params = [r.name for r in self.rows if r.module == change["new"]]
@@ -263,7 +273,7 @@ class Histogram(Panel):
             self.message.exception(e)
             self.acts.show("failed for this image", None, self.bins, "activations")
             return
-        self.acts.show(f"{self.layer} output for '{self.input.name}'", stats._np(a[0].float()), self.bins, "activations")
+        self.acts.show(f"{self.layer} output ({self.input.name})", stats._np(a[0].float()), self.bins, "activations")
 
     def _fill_table(self) -> None:
         self._sorted = stats.sort_rows(self.rows, self.sort_by, self.descending)
@@ -278,9 +288,9 @@ class Histogram(Panel):
             b.description = f"{title} {arrow}" if active else title
             b.button_style = "info" if active else ""
         order = "model order" if self.sort_by == "order" else f"{self.sort_by}, {'descending' if self.descending else 'ascending'}"
-        self.table_title.value = (f"<b>every parameter</b> ({len(self.rows)} tensors of the state_dict, BatchNorm's "
+        self.table_title.value = (f"<div style='line-height:1.35'><b>every parameter</b> ({len(self.rows)} tensors of the state_dict, BatchNorm's "
                                   f"num_batches_tracked left out) — sorted by {order}. <span style='color:#666'>"
-                                  f"Click a header to sort, a row to see its histogram.</span>")
+                                  f"Click a header to sort, a row to see its histogram.</span></div>")
 
     @staticmethod
     def _format(r: stats.ParameterRow) -> str:
@@ -289,10 +299,11 @@ class Histogram(Panel):
             return text.ljust(width) if left else text.rjust(width - 1) + " "
 
         s = r.stats
-        name = r.name if len(r.name) < 34 else "…" + r.name[-32:]
+        w = [c[2] for c in COLUMNS]
+        name = r.name if len(r.name) < w[0] else "…" + r.name[-(w[0] - 2):]
         shape = "×".join(map(str, r.shape)) or "scalar"
-        vals = [cell(name, 34, True), cell(shape, 15, True), cell(f"{s.count:,}", 9), cell(_g(s.mean), 10),
-                cell(_g(s.std), 10), cell(_g(s.min), 10), cell(_g(s.max), 10), cell(f"{100 * s.zeros:.1f}%", 7)]
+        vals = [cell(name, w[0], True), cell(shape, w[1], True), cell(f"{s.count:,}", w[2]), cell(_g(s.mean), w[3]),
+                cell(_g(s.std), w[4]), cell(_g(s.min), w[5]), cell(_g(s.max), w[6]), cell(f"{100 * s.zeros:.1f}%", w[7])]
         return "".join(vals).replace(" ", "\u00a0")
 
     # --- static --------------------------------------------------------------------------------

@@ -66,9 +66,11 @@ class Saliency(Panel):
         self._runner: Runner | None = None
         self._generation = 0
         self._updating = False
-        self._image = image if image is not None else sample_image("chelsea")
+        self._image = image
         self.message = Message()
         self._build()
+        if self._image is None:
+            self._image = sample_image("chelsea")
         super().__init__([self.header, self.controls, self.tabs, self.message],
                          layout=W.Layout(width="100%", max_width="1100px"))
         self.set_trait("layer", A.default_cam_layer(probe).name)
@@ -88,8 +90,10 @@ class Saliency(Panel):
         p = self.probe
         s = {"description_width": "initial"}
         self.header = W.HTML()
-        self.image_select = W.Dropdown(options=sample_names(), value=None, description="image", style=s,
-                                       layout=W.Layout(width="200px"))
+        given = "(your image)"
+        opts = sample_names() if self._image is None else [given] + sample_names()
+        self.image_select = W.Dropdown(options=opts, value=opts[0] if self._image is not None else "chelsea",
+                                       description="image", style=s, layout=W.Layout(width="220px"))
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.method_select = W.Dropdown(options=[(A.LABELS[m], m) for m in A.METHODS], description="method",
                                         style=s, layout=W.Layout(width="280px"))
@@ -128,8 +132,9 @@ class Saliency(Panel):
         self.compute_button = W.Button(description="Compute", icon="refresh", tooltip="recompute with these options",
                                        layout=W.Layout(width="110px"))
         # display
-        self.sign = W.ToggleButtons(options=[("|magnitude|", "abs"), ("signed (+/−)", "signed")], value="abs",
-                                    style={"button_width": "100px"})
+        self.sign = W.ToggleButtons(options=[("magnitude", "abs"), ("signed ±", "signed")], value="abs",
+                                    tooltips=["|attribution|: how much, either way", "red: for the class, blue: against"],
+                                    style={"button_width": "110px"})
         self.cmap = W.Dropdown(options=[("auto", AUTO), ("gray", "gray"), ("jet", "jet"), ("inferno", "inferno"),
                                         ("diverging RdBu", "RdBu_r")], value=AUTO, description="colours", style=s,
                                layout=W.Layout(width="190px"))
@@ -153,6 +158,9 @@ class Saliency(Panel):
         labels = W.VBox([self.bar_top, self.bar_mid, self.bar_bottom],
                         layout=W.Layout(height=f"{TILE + 8}px", justify_content="space-between"))
         self.legend = W.HTML(layout=W.Layout(max_width="300px"))
+        for w, c in ((self.map_view, "map"), (self.image_view, "image"), (self.caption, "caption"),
+                     (self.method_select, "method"), (self.message, "message")):
+            w.add_class(f"cnnw-saliency-{c}")
         self.single = W.VBox([self.caption, W.HBox([
             W.VBox([W.HTML("<i>image (as the model sees it)</i>"), self.image_view]),
             W.VBox([W.HTML("<i>attribution map</i>"), self.map_view]),
@@ -163,16 +171,17 @@ class Saliency(Panel):
         self.all_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.all_run = RunControls(self._all_job, self._all_frame, total=lambda: len(A.METHODS), message=self.message,
                                    mode=self.mode)
-        self.all_tab = W.VBox([W.HTML("All seven methods on this image and class (default options)."), self.all_run,
-                               self.all_grid])
+        self.all_title, self.compare_title, self.sanity_title = W.HTML(), W.HTML(), W.HTML()
+        self.all_tab = W.VBox([W.HTML("All seven methods on this image and class (each with the options set above); "
+                                      "press Start."), self.all_run, self.all_title, self.all_grid])
         self.compare_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.compare_run = RunControls(self._compare_job, self._compare_frame, total=lambda: len(self.compare_probes),
                                        message=self.message, mode=self.mode)
         hint = ("" if len(self.compare_probes) > 1 else
                 " Pass <code>compare=[cw.Probe(other_model)]</code> to add models (VGG vs ResNet, as in the homework).")
         self.compare_tab = W.VBox([W.HTML("The same image, method and class on each model." + hint),
-                                   self.compare_run, self.compare_grid])
-        self.sanity_steps_count = W.IntSlider(5, min=2, max=12, description="steps", style=s)
+                                   self.compare_run, self.compare_title, self.compare_grid])
+        self.sanity_steps_count = W.IntSlider(5, min=2, max=12, description="randomisation steps", style=s)
         self.sanity_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.sanity_run = RunControls(self._sanity_job, self._sanity_frame, total=lambda: self.sanity_steps_count.value + 1,
                                       message=self.message, mode=self.mode)
@@ -182,12 +191,12 @@ class Saliency(Panel):
                    "<i>changes</i> when the model is destroyed: ρ (Spearman rank correlation with the trained "
                    "model's |map|) should fall towards 0. A map that stays the same is explaining the image, not "
                    "the model."),
-            W.HBox([self.sanity_steps_count, self.sanity_run]), self.sanity_grid])
+            W.HBox([self.sanity_steps_count, self.sanity_run]), self.sanity_title, self.sanity_grid])
         self.tabs = W.Tab([self.single, self.all_tab, self.compare_tab, self.sanity_tab])
         for i, t in enumerate(["Map", "All methods", "Compare models", "Sanity check"]):
             self.tabs.set_title(i, t)
         # events
-        self.image_select.observe(lambda c: c["new"] and self.set_image(sample_image(c["new"])), "value")
+        self.image_select.observe(lambda c: c["new"] in sample_names() and self.set_image(sample_image(c["new"])), "value")
         self.upload.observe(self._on_upload, "value")
         self.search.observe(self._on_search, "value")
         self.compute_button.on_click(lambda _: self.refresh())
@@ -303,7 +312,7 @@ class Saliency(Panel):
     def _show_options(self) -> None:
         rows = self.option_rows.get(self.method, [])
         self.options_box.children = rows or [W.HTML("<i>none: one gradient, exactly the homework's map</i>")]
-        self.compute_button.layout.display = "" if rows else "none"
+        self.compute_button.layout.display = "" if self.method in SLOW else "none"
 
     def _style_buttons(self) -> None:
         for b, (i, *_r) in zip(self.top_buttons, getattr(self, "top5", [])):
@@ -400,14 +409,14 @@ class Saliency(Panel):
         }[a.method]
         scale = ("red: pushes the score up · blue: pushes it down · white: no effect" if sign == "signed" else
                  "bright: large effect on the score · dark: little")
-        return (f"<small><b>map</b>: {html.escape(what)}<br><b>colours</b>: {scale}; top "
-                f"{100 - self.clip.value:g}% clipped<br><b>time</b>: {a.seconds:.1f} s</small>")
+        return (f"<div style='line-height:1.35;font-size:12px'><b>map</b>: {html.escape(what)}<br><b>colours</b>: "
+                f"{scale}; the top {100 - self.clip.value:g}% of values clipped<br><b>time</b>: {a.seconds:.1f} s</div>")
 
     def _tile(self, a: A.Attribution, title: str, sub: str = "") -> W.VBox:
         rgb, *_ = self._render(a)
         img = W.Image(format="png", layout=W.Layout(width="180px", height="180px"))
         set_image(img, rgb)
-        text = f"<b>{html.escape(title)}</b>" + (f"<br><small>{sub}</small>" if sub else "")
+        text = f"<div style='line-height:1.3'><b>{html.escape(title)}</b>" + (f"<br><small>{sub}</small>" if sub else "") + "</div>"
         return W.VBox([W.HTML(text, layout=W.Layout(width="180px")), img], layout=W.Layout(margin="0 6px 6px 0"))
 
     # --- all methods ---------------------------------------------------------------------------
@@ -421,7 +430,15 @@ class Saliency(Panel):
         if not final:
             self.message.info((item.info or {}).get("status", ""))
 
+    def _grid_title(self, results) -> str:
+        a = next(iter(results), None)
+        if a is None:
+            return ""
+        return (f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(a.model)}</b>"
+                f" · explaining <b style='color:#1565c0'>{html.escape(a.target_name)}</b> ({a.target})</div>")
+
     def _draw_all(self) -> None:
+        self.all_title.value = self._grid_title(self.all_results.values())
         self.all_grid.children = [self._tile(a, a.label, f"{a.seconds:.1f} s") for a in self.all_results.values()]
 
     # --- compare models ------------------------------------------------------------------------
@@ -442,22 +459,38 @@ class Saliency(Panel):
         self._draw_compare()
 
     def _draw_compare(self) -> None:
+        a = self.compare_results[0] if self.compare_results else None
+        self.compare_title.value = "" if a is None else (
+            f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(a.label)}</b> on each model</div>")
         self.compare_grid.children = [
             self._tile(a, a.model, f"{html.escape(a.label)} · {html.escape(a.target_name)} p={a.prob:.0%}")
             for a in self.compare_results]
 
     # --- sanity check --------------------------------------------------------------------------
     def _sanity_job(self):
-        return A.sanity_check(self.probe, self._image, self.method, self.target, steps=self.sanity_steps_count.value,
-                              **self.options())
+        steps = A.sanity_check(self.probe, self._image, self.method, self.target,
+                               steps=self.sanity_steps_count.value, **self.options())
+
+        def job():  # cumulative, so a frame the runner drops loses no tile
+            done: list[Step] = []
+            try:
+                for s in steps:
+                    done.append(s)
+                    yield Step(s.step, s.total, list(done), s.info)
+            finally:
+                steps.close()
+        return job()
 
     def _sanity_frame(self, item, final) -> None:
-        if item.step == 0:
-            self.sanity_steps = []
-        self.sanity_steps = [s for s in self.sanity_steps if s.step < item.step] + [item]
+        self.sanity_steps = item.value or []
         self._draw_sanity()
 
     def _draw_sanity(self) -> None:
+        first = self.sanity_steps[0].value if self.sanity_steps else None
+        self.sanity_title.value = "" if first is None else (
+            f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(first.label)}</b> for "
+            f"<b style='color:#1565c0'>{html.escape(first.target_name)}</b> ({first.target}) as the weights are "
+            "randomised, left to right</div>")
         tiles = []
         for s in self.sanity_steps:
             label = s.info["label"]
