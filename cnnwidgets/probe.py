@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -134,6 +135,7 @@ class Probe:
                                    channels=transform.channels, interpolation=transform.interpolation)
         self.transform = transform
         self.cache = ActivationCache(cache_bytes)
+        self._cache_version = None
         self._lock = threading.RLock()
         self.model.to(self.device)
         self._discover()
@@ -278,6 +280,10 @@ class Probe:
         targets = self._resolve(layers)
         x = self.prepare(images, preprocess)
         key = digest(x)
+        version = self._weights_version()
+        if version != self._cache_version:  # the model was trained or re-loaded since: old activations are stale
+            self.cache.clear()
+            self._cache_version = version
         out: dict[str, torch.Tensor] = {}
         for l in targets:
             hit = self.cache.get((key, l.name))
@@ -301,6 +307,11 @@ class Probe:
                     out[l.name] = t
         result = {l.name: out[l.name] for l in targets}
         return result[targets[0].name] if single else result
+
+    def _weights_version(self) -> int:
+        """Changes when any parameter or buffer is modified in place or replaced (a training step, load_state_dict)."""
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return hash(tuple((id(t), t._version) for t in tensors))
 
     def predict(self, images, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Top-``k`` classes per image: ``[(index, name, probability), ...]``."""

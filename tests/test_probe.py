@@ -189,6 +189,20 @@ def test_second_call_is_a_cache_hit(eff, cat):
     assert not torch.equal(other, first)
 
 
+def test_cache_is_dropped_when_the_weights_change(tiny, cat):
+    p = cw.Probe(tiny, input_size=32)
+    before = p.activations(cat, "conv2")
+    opt = torch.optim.SGD(tiny.parameters(), lr=0.5)
+    tiny.train()
+    tiny(p.prepare(cat)).sum().backward()  # one training step on the user's side
+    opt.step()
+    after = p.activations(cat, "conv2")
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, p.activations(cat, "conv2", truncate=False))
+    tiny.load_state_dict({k: v * 0 for k, v in tiny.state_dict().items()})
+    assert p.activations(cat, "conv2").abs().sum() == 0
+
+
 def test_cache_evicts_least_recently_used_within_its_budget():
     c = ActivationCache(budget=3 * 400)  # room for three 100-float tensors
     t = {k: torch.zeros(100) for k in "abcd"}
