@@ -50,25 +50,44 @@ class Stats:
         return self.nan == 0 and self.inf == 0
 
 
+_CHUNK = 1 << 21
+
+
+def _mean_std(f: np.ndarray) -> tuple[float, float]:
+    """Mean and sample std (ddof=1) accumulated in float64, chunk by chunk (no float64 copy of a big tensor)."""
+    n = f.size
+    total = sum(float(f[i : i + _CHUNK].sum(dtype=np.float64)) for i in range(0, n, _CHUNK))
+    mean = total / n
+    if n < 2:
+        return mean, float("nan")
+    ss = 0.0
+    for i in range(0, n, _CHUNK):
+        d = f[i : i + _CHUNK].astype(np.float64) - mean
+        ss += float(np.dot(d, d))
+    return mean, math.sqrt(ss / (n - 1))
+
+
 def describe(x) -> Stats:
     """Mean, std (ddof=1), min, max, fraction of zeros, and NaN/inf counts of a tensor or array."""
     a = _np(x).ravel()
     n = int(a.size)
+    if n == 0:
+        nan = float("nan")
+        return Stats(0, nan, nan, nan, nan, nan)
     if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
         a = a.astype(np.float64)
-    finite = np.isfinite(a)
-    nan = int(np.isnan(a).sum())
-    inf = int(n - finite.sum() - nan)
-    f = a if nan == 0 and inf == 0 else a[finite]
-    f64 = f.astype(np.float64, copy=False)
-    if f64.size:
-        mean = float(f64.mean())
-        std = float(f64.std(ddof=1)) if f64.size > 1 else float("nan")
-        lo, hi = float(f64.min()), float(f64.max())
+    lo, hi = a.min(), a.max()  # NaN propagates: finite extremes mean every value is finite
+    if np.isfinite(lo) and np.isfinite(hi):
+        f, nan, inf = a, 0, 0
     else:
-        mean = std = lo = hi = float("nan")
-    zeros = float((a == 0).sum() / n) if n else float("nan")
-    return Stats(n, mean, std, lo, hi, zeros, nan, inf)
+        finite = np.isfinite(a)
+        nan = int(np.isnan(a).sum())
+        inf = int(n - finite.sum() - nan)
+        f = a[finite]
+        lo, hi = (f.min(), f.max()) if f.size else (np.nan, np.nan)
+    mean, std = _mean_std(f) if f.size else (float("nan"), float("nan"))
+    zeros = (n - int(np.count_nonzero(a))) / n
+    return Stats(n, mean, std, float(lo), float(hi), zeros, nan, inf)
 
 
 @dataclass(frozen=True)

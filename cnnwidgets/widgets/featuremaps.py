@@ -581,7 +581,7 @@ class FeatureMaps(Panel):
             fig.tight_layout()
             return fig
         fig = plt.figure(figsize=(15, 5.2))
-        gs = fig.add_gridspec(1, 4, width_ratios=[1, 2.4, 1.3, 0.06], wspace=0.08)
+        gs = fig.add_gridspec(1, 3, width_ratios=[1, 2.4, 1.4], wspace=0.08)
         a0 = fig.add_subplot(gs[0])
         if inp is not None:
             a0.imshow(inp)
@@ -603,5 +603,5 @@ class FeatureMaps(Panel):
                        interpolation="nearest")
         a2.set_title(f"channel {c}: {_fmt(s.min)} … {_fmt(s.max)}", fontsize=10)
         a2.axis("off")
-        fig.colorbar(im, cax=fig.add_subplot(gs[3]))
+        fig.colorbar(im, ax=a2, fraction=0.046, pad=0.03)
         return fig
