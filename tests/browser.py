@@ -13,6 +13,7 @@ traceback text. Everything (server, kernels, browser) is stopped by :meth:`Lab.c
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -48,6 +49,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent():
+    """Linux: the server gets SIGTERM if pytest is killed outright (its kernels then stop with it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 # JavaScript run in the page; `window.jupyterapp` exists because of --LabApp.expose_app_in_browser.
@@ -268,6 +279,7 @@ class Lab:
         self._proc = None
         self._pw = None
         self.browser = None
+        atexit.register(self.close)  # also on an interrupted session
         try:
             self._start_server(startup_timeout)
             self._start_browser()
@@ -317,7 +329,7 @@ class Lab:
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI runs as root
             cmd.append("--allow-root")
         self._proc = subprocess.Popen(cmd, cwd=self.root, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
