@@ -101,8 +101,8 @@ class CKAHeatmap(Panel):
         # heatmap
         self._cs = bq.ColorScale(scheme="Blues", min=0.0, max=1.0)
         self._caxis = bq.ColorAxis(scale=self._cs, orientation="vertical", side="right", label="CKA", tick_format=".1f")
-        self.figure_widget = bq.Figure(marks=[], axes=[], fig_margin=dict(top=30, bottom=95, left=105, right=70),
-                                       layout=W.Layout(width="640px", height="600px"), title="")
+        self.figure_widget = bq.Figure(marks=[], axes=[], fig_margin=dict(top=30, bottom=100, left=110, right=100),
+                                       layout=W.Layout(width="660px", height="620px"), title="")
         self.hover = W.HTML("<span style='color:#666'>hover a cell for its value; click it to compare the pair</span>")
 
         # the selected pair
@@ -113,7 +113,8 @@ class CKAHeatmap(Panel):
         self.map_a, self.map_b = image_widget(width=f"{MAP_PX}px"), image_widget(width=f"{MAP_PX}px")
         self.cap_in, self.cap_a, self.cap_b = W.HTML("input"), W.HTML(), W.HTML()
         cell = lambda cap, img: W.VBox([cap, img], layout=W.Layout(width=f"{MAP_PX + 14}px", margin="0 6px 0 0"))  # noqa: E731
-        self.pair_box = W.HBox([cell(self.cap_in, self.input_view), cell(self.cap_a, self.map_a), cell(self.cap_b, self.map_b)])
+        self.pair_box = W.HBox([cell(self.cap_in, self.input_view), cell(self.cap_a, self.map_a), cell(self.cap_b, self.map_b)],
+                               layout=W.Layout(visibility="hidden"))  # until a cell is clicked
         self.pair_note = W.HTML()
         self.summary = W.HTML()
         self.image_slider.observe(lambda ch: setattr(self, "image_index", int(ch["new"])), "value")
@@ -224,7 +225,7 @@ class CKAHeatmap(Panel):
             ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], num_ticks=9, tick_format="d")
             self.hover.value = "<span style='color:#666'>click a cell to see its value and the two maps</span>"
         else:
-            xs, ys = bq.OrdinalScale(), bq.OrdinalScale()
+            xs, ys = bq.OrdinalScale(), bq.OrdinalScale(reverse=True)  # row 0 at the top, like a matrix
             rl, cl = self._labels(rows, self.probe), self._labels(cols, self.other or self.probe)
             mark = bq.GridHeatMap(color=m, row=rl, column=cl, scales={"row": ys, "column": xs, "color": self._cs},
                                   stroke="white", null_color="#eeeeee", anchor_style={"fill": "red"},
@@ -236,7 +237,8 @@ class CKAHeatmap(Panel):
             marks = [mark]
             small = max(m.shape) > 24
             style = {"font-size": "9px" if small else "11px"}
-            ax = bq.Axis(scale=xs, label=axis_label[1], tick_rotate=-60, tick_style=style, label_offset="70px")
+            rotate = -90 if max(m.shape) > 8 else -30
+            ax = bq.Axis(scale=xs, label=axis_label[1], tick_rotate=rotate, tick_style=style, label_offset="75px")
             ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], tick_style=style, label_offset="85px")
         self._mark = mark
         self.figure_widget.marks = marks
@@ -318,6 +320,7 @@ class CKAHeatmap(Panel):
             map_a, map_b, cap_a, cap_b = self.pair_maps()
             img = self.probe.display(self._image(self.image_index))[0]
             set_image(self.input_view, render.upscale(render.image_rgb(img), MAP_PX))
+            self.pair_box.layout.visibility = "visible"
             for w, mp in ((self.map_a, map_a), (self.map_b, map_b)):
                 set_image(w, render.upscale(render.colorize(render.normalize(mp)), MAP_PX))
             a, b = self.selected
