@@ -1,0 +1,111 @@
+"""Explorer: every panel in tabs, following one selected layer and channel."""
+from __future__ import annotations
+
+from importlib import import_module
+
+import ipywidgets as W
+import traitlets as T
+
+from ._base import Message, Panel
+
+#: tab title -> (module, class); built when the tab is first opened, so the Explorer starts fast
+PANELS = {
+    "Feature maps": ("cnnwidgets.widgets.featuremaps", "FeatureMaps"),
+    "Histograms": ("cnnwidgets.widgets.histogram", "Histogram"),
+    "CKA": ("cnnwidgets.widgets.cka_heatmap", "CKAHeatmap"),
+    "Dream": ("cnnwidgets.widgets.dream", "Dream"),
+    "Saliency": ("cnnwidgets.widgets.saliency", "Saliency"),
+    "Embedding": ("cnnwidgets.widgets.embedding", "Embedding"),
+}
+#: which constructors take the current image
+TAKES_IMAGE = {"FeatureMaps", "Histogram", "Saliency"}
+LINKED = ("layer", "channel")
+
+
+class Explorer(Panel):
+    """All panels for one model, linked: pick a layer or channel in one tab and the others follow.
+
+    >>> ex = cw.Explorer(probe, cw.sample_image("chelsea"))
+    >>> ex.layer = probe.layers[10].name      # every built panel moves to that layer
+
+    The Explorer owns the shared ``layer`` and ``channel`` traits; each panel's traits of the same
+    name are linked to them with ``traitlets.link`` when the panel is built (no panel reaches
+    into another). A click on a CKA cell selects its first layer.
+    """
+
+    layer = T.Unicode().tag(sync=False)
+    channel = T.Int(0).tag(sync=False)
+
+    def __init__(self, probe, image=None, panels=None):
+        self.probe = probe
+        self.image = image
+        names = list(panels) if panels is not None else list(PANELS)
+        unknown = [n for n in names if n not in PANELS]
+        if unknown:
+            raise ValueError(f"Unknown panels {unknown}; choose from {list(PANELS)}.")
+        self.names = names
+        self.panels: dict[str, W.Widget] = {}
+        self._links: list = []
+        self.message = Message()
+        self.status = W.HTML()
+        self.layer = probe.layers[len(probe.layers) // 2].name
+        self.tabs = W.Tab(children=[W.VBox([W.HTML("<i>loading…</i>")]) for _ in names])
+        for i, n in enumerate(names):
+            self.tabs.set_title(i, n)
+        self.tabs.observe(self._on_tab, "selected_index")
+        header = W.HTML(
+            f"<b>cnnwidgets Explorer</b> — <code>{probe.name}</code> on {probe.device}, "
+            f"{len(probe.layers)} conv layers. The tabs follow one selected layer and channel."
+        )
+        super().__init__([header, self.status, self.message, self.tabs])
+        self.tabs.selected_index = 0
+        self._on_tab({"new": 0})
+
+    def panel(self, name: str):
+        """The panel of tab ``name``, built (and linked) on first use."""
+        if name not in self.panels:
+            module, cls_name = PANELS[name]
+            cls = getattr(import_module(module), cls_name)
+            kwargs = {"image": self.image} if cls_name in TAKES_IMAGE and self.image is not None else {}
+            panel = cls(self.probe, **kwargs)
+            self.panels[name] = panel
+            self._link(panel)
+            self.tabs.children = [self.panels.get(n, c) for n, c in zip(self.names, self.tabs.children)]
+        return self.panels[name]
+
+    def _link(self, panel) -> None:
+        for trait in LINKED:
+            if panel.has_trait(trait):
+                try:
+                    setattr(panel, trait, getattr(self, trait))
+                except Exception:  # e.g. a layer this panel does not show: keep its own
+                    setattr(self, trait, getattr(panel, trait))
+                self._links.append(T.link((self, trait), (panel, trait)))
+        for a, b in (("layer_a", "layer"),):  # a CKA cell click selects its first layer
+            if panel.has_trait(a):
+                panel.observe(lambda ch: self._follow_cka(ch["new"]), a)
+
+    def _follow_cka(self, name) -> None:
+        if name and name in self.probe.all_layers:
+            self.layer = name
+
+    def _on_tab(self, change) -> None:
+        i = change["new"]
+        if i is None:
+            return
+        name = self.names[i]
+        try:
+            self.panel(name)
+            self.message.clear()
+        except Exception as e:
+            self.message.exception(e)
+
+    @T.observe("layer", "channel")
+    def _status(self, change) -> None:
+        if self.layer:
+            l = self.probe.layer(self.layer)
+            self.status.value = f"selected: <b>{l.label}</b>, channel <b>{self.channel}</b>"
+
+    def figure(self, **kwargs):
+        """The figure of the panel in the open tab."""
+        return self.panel(self.names[self.tabs.selected_index or 0]).figure(**kwargs)
