@@ -153,7 +153,11 @@ class NotebookRun:
         """
         self._touch()
         st = self._state()
-        self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # not awaited: the command's promise ends only when every cell has run; _wait_done polls with a timeout
+        self.page.evaluate("""async (path) => { const p = (%s)(path);
+            window.jupyterapp.shell.activateById(p.id);
+            await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');
+            window.jupyterapp.commands.execute('notebook:run-all-cells'); }""" % _JS_PANEL.strip(), self.path)
         indices = {c["index"] for c in st["cells"] if c["type"] == "code"}
         st = self._wait_done(indices, timeout, f"{self.path}", fail_on_stderr)
         self.check_widgets()
@@ -188,8 +192,9 @@ class NotebookRun:
                  const cell = nb.activeCell;
                  if (cell.model.type !== 'code') await app.commands.execute('notebook:change-cell-to-code');
                  nb.activeCell.model.sharedModel.setSource(code);
-                 await app.commands.execute('notebook:run-cell');
-                 return nb.widgets.indexOf(cell) >= 0 ? nb.widgets.indexOf(cell) : nb.widgets.length - 1;
+                 const index = nb.widgets.indexOf(nb.activeCell);
+                 app.commands.execute('notebook:run-cell');  // not awaited: _wait_done polls with a timeout
+                 return index;
                }""" % _JS_PANEL.strip(),
             [self.path, code],
         )

@@ -21,6 +21,8 @@ def test_widgets_render_and_errors_raise_with_their_traceback(lab):
     nb.screenshot("harness-widgets")
     with pytest.raises(CellError, match="(?s)ZeroDivisionError.*1 / 0"):
         nb.run_cell("1 / 0")
+    with pytest.raises(TimeoutError, match="still not executed"):
+        nb.run_cell("import time; time.sleep(20)", timeout=2)
     nb.close()
 
 
