@@ -107,11 +107,20 @@ class NotebookRun:
     def __init__(self, lab: "Lab", path: str, page, context):
         self.lab = lab
         self.path = path  # relative to the server root
-        self.page = page
+        self._page = page
         self._context = context
         self.closed = False
         self.js_errors: list[str] = []  # uncaught exceptions in the page (widget front ends included)
         page.on("pageerror", lambda e: self.js_errors.append(str(e)))
+
+    @property
+    def page(self):
+        """The Playwright Page showing this notebook (using it marks the notebook as recently used)."""
+        if self.closed:
+            raise RuntimeError(f"{self.path} was closed: at most {MAX_OPEN} notebooks stay open at once and the "
+                               "least recently used is closed; use the notebook you run last, or fewer at once.")
+        self._touch()
+        return self._page
 
     # --- running ---------------------------------------------------------------------------
     def _state(self):
