@@ -73,7 +73,16 @@ def test_featuremaps_slider_click_and_histogram_bars(lab):
     assert "channels 257–512 of 1280" in page.locator(".cnnw-featuremaps").first.inner_text()
     nb.screenshot("featuremaps-paged", selector=".cnnw-featuremaps")
 
-    # 4. the histogram panel draws bars
+    # 4. a Linear layer: one bar per unit
+    nb.run_cell("fm.layer = '_fc'")
+    units = page.locator(".cnnw-units rect.bar")
+    page.wait_for_function("() => document.querySelectorAll('.cnnw-units rect.bar').length === 1000", timeout=30_000)
+    heights = units.evaluate_all("(els) => els.map(e => parseFloat(e.getAttribute('height') || '0'))")
+    assert sum(h > 0 for h in heights) > 900
+    nb.scroll_to(".cnnw-featuremaps")
+    nb.screenshot("featuremaps-linear", selector=".cnnw-featuremaps")
+
+    # 5. the histogram panel draws bars
     nb.run_cell("h = cw.Histogram(p, cw.sample_image('chelsea'))\nh")
     nb.wait_for(".cnnw-histogram", timeout=60_000)
     for cls in ("weights", "activations", "selected"):

@@ -16,6 +16,7 @@ from ._controls import ImageInput, layer_label, set_slider_layer
 CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
 GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
 BIG = 240  # the large view's size (px)
+PAD = 215  # gray level of the gaps between tiles
 
 
 def _div(text: str) -> str:
@@ -103,8 +104,6 @@ class FeatureMaps(Panel):
         self.grid_figure = bq.Figure(marks=[self.grid_mark, self._sel], axes=[], padding_x=0, padding_y=0,
                                      fig_margin=dict(top=2, bottom=2, left=2, right=2),
                                      layout=W.Layout(width=f"{GRID_W}px", height=f"{GRID_H}px"))
-        if self.grid_figure.has_trait("display_toolbar"):  # bqplot >= 0.13: no pan/zoom over the tiles
-            self.grid_figure.display_toolbar = False
         # one bar per unit, for layers whose output is a vector (Linear)
         self._ux, self._uy = bq.LinearScale(), bq.LinearScale()
         self.units_mark = bq.Bars(x=[0], y=[0], scales={"x": self._ux, "y": self._uy}, padding=0.0, colors=["#3b6ea8"])
@@ -113,11 +112,13 @@ class FeatureMaps(Panel):
                                       axes=[bq.Axis(scale=self._ux, label="unit"),
                                             bq.Axis(scale=self._uy, orientation="vertical", label="activation",
                                                     tick_format=".3g")],
-                                      fig_margin=dict(top=20, bottom=45, left=60, right=10),
+                                      fig_margin=dict(top=20, bottom=45, left=60, right=24),
                                       layout=W.Layout(width=f"{GRID_W}px", height="320px", display="none"))
+        for fig in (self.grid_figure, self.units_figure):
+            if fig.has_trait("display_toolbar"):  # bqplot >= 0.13: no pan/zoom buttons over the tiles
+                fig.display_toolbar = False
         self.big_title = W.HTML()
         self.big_view = image_widget(width=f"{BIG}px")
-        self.big_view.layout.height = f"{BIG}px"
         self.bar_max, self.bar_min = W.HTML(), W.HTML()
         self.colorbar_view = image_widget(width="14px")
         self.colorbar_view.layout.height = f"{BIG - 40}px"
@@ -445,7 +446,8 @@ class FeatureMaps(Panel):
             self.notes.value = _div("<br>".join(notes + ["every channel is dead for this image: nothing to show"]))
             return
         _, tiles = self.page_tiles()
-        rgb = render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad)
+        # light-gray gaps, so that white (+inf) or pale tiles keep their edges
+        rgb = render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad, pad_value=PAD)
         self._grid_rgb = rgb
         old = self.grid_mark.image
         # bqplot redraws an Image mark when its image widget is replaced, not when its value changes
