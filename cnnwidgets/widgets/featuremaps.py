@@ -477,7 +477,7 @@ class FeatureMaps(Panel):
             self.units_mark.x = np.arange(len(v))
             self.units_mark.y = v
             self.units_mark.selected = [int(self.channel)] if 0 <= self.channel < len(v) else None
-        self.header.value = _div(f"<b>{html.escape(layer.label)}</b><br>A {layer.type} layer gives a vector of "
+        self.header.value = _div(f"<b>{html.escape(layer.label)}</b><br>This {layer.type} layer gives a vector of "
                              f"{len(v)} units, not feature maps: one bar per unit (click a bar to select it).")
         nan, pinf, ninf = self._nonfinite
         self.notes.value = (f"<span style='color:#b00020'>non-finite values drawn as 0: {nan} NaN, {pinf} +inf, "
