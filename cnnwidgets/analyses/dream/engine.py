@@ -41,6 +41,8 @@ class Preset:
     steps: int = 256
 
 
+CPU_CHUNK = 4  #: images per forward slice on a CPU (see :func:`dream`'s ``chunk``)
+
 PRESETS = {
     "naive": Preset(param="pixels", lr=0.1, weight_decay=1e-6, transforms=None, rescale="minmax", init="uniform", steps=256),
     "regularized": Preset(param="fft", lr=0.05, decorrelate=True, transforms="standard", init="randn", steps=256),
@@ -134,13 +136,16 @@ def resolve_preset(preset: str | Preset, **overrides) -> Preset:
 def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = "regularized", size: int | Sequence[int] | None = None,
           batch: int | None = None, lr: float | None = None, seed: int = 0, init: torch.Tensor | None = None,
           transforms: Sequence | str | None = None, weight_decay: float | None = None, param: str | None = None,
-          decorrelate: bool | None = None) -> Iterator[DreamStep]:
+          decorrelate: bool | None = None, chunk: int | None = None, channels_last: bool = False) -> Iterator[DreamStep]:
     """Maximise ``objective`` on ``probe``'s model; yields a :class:`DreamStep` per step.
 
     ``size``: image size (default: the model's input size); ``batch``: images (default: what the
     objective needs, e.g. 16 for ``channels(layer, range(16))``, else 1); ``init``: start images
     ``N x C x H x W`` in [0, 1] (pixels only); ``transforms``: ``"standard"``, ``()`` or a list of
     :mod:`.transforms` functions. Deterministic for a ``seed`` (on a given device).
+    ``chunk``: run the forward/backward in slices of this many images (same result; on a CPU,
+    slices of a few images keep each layer in cache; default 4 on CPU, the whole batch elsewhere);
+    ``channels_last``: feed the model NHWC tensors (faster convolutions on some CPUs).
     """
     objective = as_objective(objective)
     pr = resolve_preset(preset, lr=lr, weight_decay=weight_decay, param=param, decorrelate=decorrelate,
@@ -181,10 +186,25 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
     check(probe, objective, (h, w), channels)  # clear errors before the first step
     names = layer_keys(probe, objective)
     capture_names = sorted(set(names.values()))
-    return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names)
+    if chunk is None:
+        chunk = CPU_CHUNK if probe.device.type == "cpu" else n
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}.")
+    return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names,
+                 int(chunk), bool(channels_last))
 
 
-def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names):
+def forward_chunks(probe, x, names: list[str], chunk: int, channels_last: bool = False) -> dict:
+    """``probe.capture(x, names, grad=True)`` in slices of ``chunk`` images, outputs joined along the batch."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if x.shape[0] <= chunk:
+        return probe.capture(x, names, grad=True)
+    parts = [probe.capture(x[i : i + chunk], names, grad=True) for i in range(0, x.shape[0], chunk)]
+    return {nm: torch.cat([p[nm] for p in parts]) for nm in names}
+
+
+def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names, chunk, channels_last):
     generator = torch.Generator().manual_seed(int(seed))
     prm = make_param(probe, pr, (n, channels, h, w), generator, init)
     opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
@@ -195,7 +215,7 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform,
         opt.zero_grad(set_to_none=True)
         img = prm()
         x = (transform(img, generator) - mean) / std
-        got = probe.capture(x, capture_names, grad=True)
+        got = forward_chunks(probe, x, capture_names, chunk, channels_last)
         values = objective({k: got[nm] for k, nm in names.items()})
         if values.ndim == 0:
             values = values.expand(n)
