@@ -1,6 +1,6 @@
 """SmoothGrad (50 samples) and Integrated Gradients (50 steps): batched vs a per-sample Python loop.
 
-    python benchmarks/attribution.py [--repeats 3] [--vgg-repeats 1] [--vgg-size 112]
+    python benchmarks/attribution.py [--repeats 2] [--vgg-repeats 1] [--vgg-size 112]
 
 Time per map on the CPU (median of the runs) for efficientnet_lite0 (ImageNet weights, 224 px) and
 vgg16 (random weights; 112 px by default and one run, because one vgg16 backward at 224 px takes
@@ -33,7 +33,7 @@ def timed(fn, repeats):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--vgg-repeats", type=int, default=1)
     ap.add_argument("--vgg-size", type=int, default=112)
     ap.add_argument("--batch", type=int, default=25)

@@ -1,5 +1,5 @@
 """The Saliency panel without a browser: what it shows after each control, errors in its Message,
-figure()/save(). Runs in the foreground (synchronously) on 96 px inputs to stay fast."""
+figure()/save(). Runs in the foreground (synchronously) on 64 px inputs to stay fast."""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +12,7 @@ from cnnwidgets import hooks, render
 
 @pytest.fixture(scope="module")
 def probe():
-    return cw.Probe(cw.load_model(), device="cpu", input_size=96)
+    return cw.Probe(cw.load_model(), device="cpu", input_size=64)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from ..runner import Runner, Step
 from ._base import Message, Panel, RunControls, set_image, uploaded_files
 
 SLOW = ("smoothgrad", "integrated_gradients", "occlusion", "lime")
+SHORT = {"saliency": "Vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Grad.",
+         "gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM", "occlusion": "Occlusion", "lime": "LIME"}
 TILE = 224
 AUTO = "auto"
 
@@ -430,16 +432,29 @@ class Saliency(Panel):
         if not final:
             self.message.info((item.info or {}).get("status", ""))
 
+    def _colour_key(self) -> str:
+        """One line that says how to read the colours of the tiles (each tile scaled on its own)."""
+        sign = self.sign.value
+        cmap = self._cmap(sign)
+        bar = render.encode(render.colorbar(cmap, height=120, width=10).transpose(1, 0, 2)[:, ::-1], "png")
+        import base64
+
+        src = "data:image/png;base64," + base64.b64encode(bar).decode()
+        lo, hi = ("against the class", "for the class") if sign == "signed" else ("little effect", "large effect")
+        return (f"<div style='font-size:12px;color:#444'>colours: {lo} <img src='{src}' style='height:10px;width:120px;"
+                f"vertical-align:middle'> {hi} (each map scaled to its own {self.clip.value:g}th percentile)</div>")
+
     def _grid_title(self, results) -> str:
         a = next(iter(results), None)
         if a is None:
             return ""
         return (f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(a.model)}</b>"
-                f" · explaining <b style='color:#1565c0'>{html.escape(a.target_name)}</b> ({a.target})</div>")
+                f" · explaining <b style='color:#1565c0'>{html.escape(a.target_name)}</b> ({a.target})</div>"
+                + self._colour_key())
 
     def _draw_all(self) -> None:
         self.all_title.value = self._grid_title(self.all_results.values())
-        self.all_grid.children = [self._tile(a, a.label, f"{a.seconds:.1f} s") for a in self.all_results.values()]
+        self.all_grid.children = [self._tile(a, SHORT[a.method], f"{a.seconds:.1f} s") for a in self.all_results.values()]
 
     # --- compare models ------------------------------------------------------------------------
     def _compare_job(self):
@@ -461,9 +476,10 @@ class Saliency(Panel):
     def _draw_compare(self) -> None:
         a = self.compare_results[0] if self.compare_results else None
         self.compare_title.value = "" if a is None else (
-            f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(a.label)}</b> on each model</div>")
+            f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(a.label)}</b> on each model</div>"
+            + self._colour_key())
         self.compare_grid.children = [
-            self._tile(a, a.model, f"{html.escape(a.label)} · {html.escape(a.target_name)} p={a.prob:.0%}")
+            self._tile(a, a.model, f"{html.escape(a.target_name)} ({a.target}), p = {a.prob:.0%} · {a.seconds:.1f} s")
             for a in self.compare_results]
 
     # --- sanity check --------------------------------------------------------------------------
@@ -490,7 +506,7 @@ class Saliency(Panel):
         self.sanity_title.value = "" if first is None else (
             f"<div style='font-size:14px;margin:4px 0'><b>{html.escape(first.label)}</b> for "
             f"<b style='color:#1565c0'>{html.escape(first.target_name)}</b> ({first.target}) as the weights are "
-            "randomised, left to right</div>")
+            "randomised, left to right</div>" + self._colour_key())
         tiles = []
         for s in self.sanity_steps:
             label = s.info["label"]
