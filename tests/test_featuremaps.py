@@ -12,7 +12,7 @@ import cnnwidgets as cw
 from cnnwidgets import render
 from cnnwidgets.analyses import stats
 from cnnwidgets.hooks import hook_count
-from cnnwidgets.widgets.featuremaps import BIG, FeatureMaps
+from cnnwidgets.widgets.featuremaps import BIG_PX, FeatureMaps
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_channel_pick_and_tile_click_change_the_large_view(probe, cat, fm):
     assert fm.channel == 7 and fm.big_view.value != before and "channel 7" in fm.big_title.value
     big = render.decode(fm.big_view.value)
     acts = probe.activations(cat, fm.layer)[0, 7]
-    want = render.upscale(render.colorize(render.normalize(acts), fm.cmap), BIG)
+    want = render.upscale(render.colorize(render.normalize(acts), fm.cmap), BIG_PX)
     np.testing.assert_array_equal(big, want)
     # a click on the grid, as bqplot sends it: pixel coordinates, y counted from the bottom
     th, tw = fm.plan.tile_hw

@@ -63,7 +63,7 @@ def _mean_std(f: np.ndarray) -> tuple[float, float]:
     ss = 0.0
     for i in range(0, n, _CHUNK):
         d = f[i : i + _CHUNK].astype(np.float64) - mean
-        ss += float(np.dot(d, d))
+        ss += float(np.square(d, out=d).sum())  # not np.dot: BLAS threads stall on a busy machine
     return mean, math.sqrt(ss / (n - 1))
 
 

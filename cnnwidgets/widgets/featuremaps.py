@@ -15,7 +15,9 @@ from ._controls import ImageInput, layer_label, set_slider_layer
 
 CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
 GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
-BIG = 240  # the large view's size (px)
+BIG = 240  # the large view's size (px); the browser scales it up (pixelated), Python only up to BIG_PX
+BIG_PX = 64
+_CSS = "<style>img.cnnw-big{image-rendering:pixelated;image-rendering:crisp-edges;}</style>"
 PAD = 215  # gray level of the gaps between tiles
 
 
@@ -63,6 +65,8 @@ class FeatureMaps(Panel):
         self._range = (0.0, 0.0)
         self._nonfinite = (0, 0, 0)
         self._grid_rgb = None
+        self._colorbar_cmap = None
+        self._memo: dict[str, np.ndarray] = {}  # this image's activations by layer (views of the Probe's cache)
 
         # --- controls ----------------------------------------------------------------------
         first = probe.layer(layer).name if layer is not None else probe.layers[0].name
@@ -139,7 +143,7 @@ class FeatureMaps(Panel):
         options = W.HBox([self.channel_picker, self.cmap_picker, self.norm_picker, self.order_picker, self.dead_box],
                          layout=W.Layout(flex_flow="row wrap"))
         super().__init__([
-            W.HTML("<b>Feature maps</b> — every channel of the chosen layer for one input image. "
+            W.HTML(_CSS + "<b>Feature maps</b> — every channel of the chosen layer for one input image. "
                    "<span style='color:#666'>Move the slider to change layer; click a tile (or type a channel) "
                    "for a large view.</span>"),
             self.slider, self.layer_label, self.input, options, self.message,
@@ -283,6 +287,7 @@ class FeatureMaps(Panel):
         try:
             x = self.probe.prepare(image)
             self._x = x
+            self._memo = {}
             self._prefetch()
             rgb = render.image_rgb(self.probe.display(image)[0])
             set_image(self.input_view, rgb)
@@ -338,6 +343,9 @@ class FeatureMaps(Panel):
         self._acts = None
         if self._x is None or not self.layer:
             return False
+        if self.layer in self._memo:  # a slider move back to a layer seen for this image: no hashing of the input
+            self._acts = self._memo[self.layer]
+            return True
         try:
             a = self.probe.activations(self._x, self.layer, preprocess=False)
         except Exception as e:
@@ -352,6 +360,7 @@ class FeatureMaps(Panel):
                 self.message.exception(e)
             return False
         self._acts = stats._np(a[0].float())  # numpy from here on: single-threaded, predictable latency
+        self._memo[self.layer] = self._acts
         return True
 
     def _update(self, keep_page: bool) -> None:
@@ -510,8 +519,10 @@ class FeatureMaps(Panel):
         s = stats.describe(m)
         lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
         unit = self.channel_unit()
-        set_image(self.big_view, render.upscale(render.colorize(unit, self.cmap), BIG))
-        set_image(self.colorbar_view, render.colorbar(self.cmap, 216, 14))
+        set_image(self.big_view, render.upscale(render.colorize(unit, self.cmap), BIG_PX))
+        if self._colorbar_cmap != self.cmap:
+            set_image(self.colorbar_view, render.colorbar(self.cmap, 216, 14))
+            self._colorbar_cmap = self.cmap
         self.bar_max.value = f"<span style='font-size:11px'>{_fmt(hi)}</span>"
         self.bar_min.value = f"<span style='font-size:11px'>{_fmt(lo)}</span>"
         extra = ""
