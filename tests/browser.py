@@ -110,6 +110,7 @@ class NotebookRun:
         self._page = page
         self._context = context
         self.closed = False
+        self.panel = "body"  # CSS selector of this notebook's panel, set once it is open
         self.js_errors: list[str] = []  # uncaught exceptions in the page (widget front ends included)
         page.on("pageerror", lambda e: self.js_errors.append(str(e)))
 
@@ -174,9 +175,10 @@ class NotebookRun:
 
     def check_widgets(self):
         """Raise if a widget failed to render in the front end ("Error displaying widget", missing model class)."""
-        bad = [t for t in self.page.locator(".jp-OutputArea-output").all_inner_texts()
+        panel = self.page.locator(self.panel)
+        bad = [t for t in panel.locator(".jp-OutputArea-output").all_inner_texts()
                if "Error displaying widget" in t or "Failed to load model class" in t]
-        broken = self.page.locator(".jupyter-widgets-error-widget")  # ipywidgets 8's error placeholder
+        broken = panel.locator(".jupyter-widgets-error-widget")  # ipywidgets 8's error placeholder
         if broken.count():
             msg = broken.first.evaluate("(e) => e.title || e.getAttribute('data-error') || e.textContent || ''")
             bad.append(f"{broken.count()} widget(s) show ipywidgets' error placeholder: {msg}")
@@ -252,7 +254,7 @@ class NotebookRun:
 
     def outputs_text(self) -> str:
         """All text shown in the notebook's output areas (for assertions)."""
-        return "\n".join(self.page.locator(".jp-OutputArea-output").all_inner_texts())
+        return "\n".join(self.page.locator(self.panel).locator(".jp-OutputArea-output").all_inner_texts())
 
     # --- closing ---------------------------------------------------------------------------
     def _touch(self):
@@ -315,6 +317,7 @@ class Lab:
         for plugin, values in {
             "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
             "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+            "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
         }.items():
             f = settings / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -419,13 +422,16 @@ class Lab:
         page = context.new_page()
         run = NotebookRun(self, path, page, context)
         self._open.append(run)
-        page.goto(f"{self.url}/lab/tree/{path}?token={self.token}", wait_until="domcontentloaded",
+        # its own workspace: a new page must not reopen the notebooks of earlier tests as tabs
+        workspace = "nb-" + re.sub(r"[^A-Za-z0-9-]+", "-", path[: -len(".ipynb")])
+        page.goto(f"{self.url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.token}", wait_until="domcontentloaded",
                   timeout=timeout * 1000)
         page.wait_for_function(
             "(path) => { const p = (%s)(path); return !!(p && p.sessionContext && p.sessionContext.isReady && "
             "p.content.widgets.length && p.sessionContext.session && p.sessionContext.session.kernel && "
             "p.sessionContext.session.kernel.status === 'idle'); }" % _JS_PANEL.strip(),
             arg=path, timeout=timeout * 1000, polling=250)
+        run.panel = '[id="%s"]' % page.evaluate("(path) => (%s)(path).id" % _JS_PANEL.strip(), path)
         page.evaluate("""(path) => { const p = (%s)(path); window.jupyterapp.shell.activateById(p.id);
                           window.jupyterapp.shell.collapseLeft && window.jupyterapp.shell.collapseLeft(); }"""
                       % _JS_PANEL.strip(), path)
