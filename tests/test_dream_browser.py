@@ -50,8 +50,9 @@ def test_frames_stream_into_the_page_and_stop_stops_them(lab):
 def test_regularized_and_naive_screenshots(lab):
     """A regularized run of a few hundred steps, then the naive one, the atlas and DeepDream (for the eye)."""
     nb = lab.run_notebook(SETUP + [
+        "import torch; torch.set_num_threads(1)  # 2 shared cores: one thread runs steadier",
         "d = cw.Dream(p, layer='_blocks.8._project_conv', channel=18, run_mode='foreground')\n"
-        "d.size_slider.value = 128; d.steps_slider.value = 300\nd",
+        "d.size_slider.value = 128; d.steps_slider.value = 250\nd",
         "d.start(); print(d.runner.state)",
     ], name="dream-look", timeout=600)
     nb.scroll_to(".cnnwidgets-dream")
@@ -59,9 +60,9 @@ def test_regularized_and_naive_screenshots(lab):
     nb.run_cell("d.preset = 'naive'; d.start(); print(d.runner.state)", timeout=600)
     nb.screenshot("dream-naive", selector=".cnnwidgets-dream")
     nb.run_cell("d.preset = 'regularized'; d.mode = 'atlas'; d.channel = 0; d.atlas_slider.value = 16; "
-                "d.steps_slider.value = 150; d.size_slider.value = 96; d.start(); print(d.runner.state)", timeout=600)
+                "d.steps_slider.value = 80; d.size_slider.value = 80; d.start(); print(d.runner.state)", timeout=600)
     nb.screenshot("dream-atlas", selector=".cnnwidgets-dream")
     nb.run_cell("d.mode = 'deepdream'; d.objective = 'layer'; d.layer = '_blocks.5._project_conv'; "
-                "d.size_slider.value = 224; d.steps_slider.value = 40; d.start(); print(d.runner.state)", timeout=600)
+                "d.size_slider.value = 160; d.steps_slider.value = 30; d.start(); print(d.runner.state)", timeout=600)
     nb.screenshot("dream-deepdream", selector=".cnnwidgets-dream")
     assert "done" in nb.outputs_text()

@@ -18,6 +18,7 @@ SINGLE, ATLAS, DEEPDREAM, COMPARE = "single", "atlas", "deepdream", "compare"
 NAIVE, REGULARIZED = "naive", "regularized"
 CANVAS_PX = 384  # the canvas is drawn this wide in the notebook
 GALLERY_MAX = 12
+LEARNING_RATES = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
@@ -112,8 +113,8 @@ class Dream(Panel):
             style={"button_width": "160px"})
         style = {"description_width": "70px"}
         self.steps_slider = W.IntSlider(steps or 256, 10, 2000, step=10, description="steps", style=style, layout=W.Layout(width="300px"))
-        self.lr_slider = W.FloatLogSlider(0.05, base=10, min=-3, max=0.5, step=0.05, description="learning rate", readout_format=".3g",
-                                          style={"description_width": "90px"}, layout=W.Layout(width="320px"))
+        self.lr_slider = W.SelectionSlider(options=LEARNING_RATES, value=0.05, description="learning rate",
+                                           style={"description_width": "90px"}, layout=W.Layout(width="320px"))
         self.size_slider = W.IntSlider(size or default_size, 32, 512, step=16, description="image size", style=style,
                                        layout=W.Layout(width="300px"))
         self.atlas_slider = W.IntSlider(16, 2, 64, description="channels", style=style, layout=W.Layout(width="300px"),

@@ -51,8 +51,9 @@ PRESETS = {
 
 @dataclass
 class DreamStep(Step):
-    """One step of a dream: ``image`` (the batch evaluated at this step, ``N x C x H x W`` in [0, 1], CPU)
-    and its objective values (``objectives``, one per image; ``objective`` their sum; ``loss = -objective``).
+    """One step of a dream: ``image`` (the batch after this step's update, ``N x C x H x W`` in [0, 1], CPU)
+    and the objective values this step ascended (``objectives``, one per image, measured before the
+    update; ``objective`` their sum; ``loss = -objective``, as seed 001 prints it).
     ``message`` says why a run ended early (a NaN), with ``image`` then the last good frame."""
 
     image: torch.Tensor | None = None
@@ -210,7 +211,8 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform,
     opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
     std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
-    last_good = None
+    with torch.no_grad():
+        last_good = DreamStep(0, steps, None, None, image=prm().detach().to("cpu"))
     for i in range(1, steps + 1):
         opt.zero_grad(set_to_none=True)
         img = prm()
@@ -219,19 +221,19 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform,
         values = objective({k: got[nm] for k, nm in names.items()})
         if values.ndim == 0:
             values = values.expand(n)
-        total = values.sum()
-        shown = img.detach().to("cpu")
         vals = values.detach().to("cpu")
-        if not (torch.isfinite(vals).all() and torch.isfinite(shown).all()):
-            msg = (f"Stopped at step {i}: the image became NaN/inf (learning rate {pr.lr:g} too large?). "
-                   f"Showing the last good frame{'' if last_good is None else f' (step {last_good.step})'}.")
-            if last_good is None:
-                last_good = DreamStep(i - 1, steps, None, {"preset": pr.param}, image=None)
+        shown = None
+        if torch.isfinite(vals).all():
+            (-values.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                shown = prm().detach().to("cpu")
+        if shown is None or not torch.isfinite(shown).all():
+            msg = (f"Stopped at step {i}: the {'objective' if shown is None else 'image'} became NaN/inf (learning rate "
+                   f"{pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
             yield DreamStep(last_good.step, steps, last_good.value, {"stopped": "nan"}, image=last_good.image,
                             objective=last_good.objective, objectives=last_good.objectives, message=msg)
             return
-        (-total).backward()
-        opt.step()
         step = DreamStep(i, steps, shown, None, image=shown, objective=float(vals.sum()), objectives=vals.tolist())
         last_good = step
         yield step
