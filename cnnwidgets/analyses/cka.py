@@ -83,7 +83,7 @@ def gram_linear(x: torch.Tensor) -> torch.Tensor:
     x = x.reshape(*x.shape[:-1], -1) if x.ndim > 1 else x
     shift = x.mean(dim=-2, keepdim=True)  # H(X - 1s) = HX: centred Grams are unchanged, sums stay small
     xs = x - shift
-    return (xs @ xs.transpose(-1, -2)).double()
+    return _f64(xs @ xs.transpose(-1, -2))
 
 
 def gram_rbf(k_linear: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
@@ -273,11 +273,14 @@ def _grams(fa: list[torch.Tensor], fb: list[torch.Tensor] | None = None) -> torc
     """Gram blocks ``G x b_a x b_b`` for all representations (same list order), accumulated in float64."""
     out = []
     for i, a in enumerate(fa):
-        if fb is None:
-            out.append((a @ a.transpose(-1, -2)).double())
-        else:
-            out.append((a @ fb[i].transpose(-1, -2)).double())
+        g = a @ (a if fb is None else fb[i]).transpose(-1, -2)
+        out.append(_f64(g))
     return torch.cat(out)
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    """float64 for the accumulation (on the CPU for MPS, which has no float64)."""
+    return t.cpu().double() if t.device.type == "mps" else t.double()
 
 
 def _shift(feats: list[torch.Tensor], shifts: list[torch.Tensor] | None):
@@ -342,11 +345,15 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
         else:
             groups.append([i])
     total = sum(len(splits) - g[0] for g in groups)
-    grams = torch.zeros(sum(t.shape[0] for t in f0), n, n, dtype=torch.float64, device=device)
+    grams = torch.zeros(sum(t.shape[0] for t in f0), n, n, dtype=torch.float64,
+                        device="cpu" if device.type == "mps" else device)
     forwards = 0
     last = None
     for group in groups:
-        held: list[tuple[int, int, list[torch.Tensor]]] = []
+        g0 = splits[group[0]][0]
+        g1 = splits[group[-1]][1]
+        buf: list[torch.Tensor] | None = None  # this group's features, one (G x images x d) buffer per representation
+        filled = 0
         for i in range(group[0], len(splits)):
             a, b = splits[i]
             if f0 is not None:
@@ -354,18 +361,24 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
             else:
                 f, _ = _shift(feats_of(a, b), shifts)
             forwards += 1
-            for (ha, hb, hf) in held:  # cross blocks with the held batches of this group
-                blk = _grams(f, hf)
-                grams[:, a:b, ha:hb] = blk
-                grams[:, ha:hb, a:b] = blk.transpose(-1, -2)
-            if i in group:
-                grams[:, a:b, a:b] = _grams(f)
-                held.append((a, b, f))
+            if buf is None:
+                buf = [t.new_empty(t.shape[0], g1 - g0, t.shape[2]) for t in f]
+            if i in group:  # hold it; its Gram rows with everything held so far, one matrix multiply
+                for t, h in zip(f, buf):
+                    h[:, a - g0:b - g0] = t
+                filled = b - g0
+                blk = _grams(f, [h[:, :filled] for h in buf])
+                grams[:, a:b, g0:b] = blk
+                grams[:, g0:b, a:b] = blk.transpose(-1, -2)
                 k = _kernel(grams[:, :b, :b], kernel, sigma)  # the top-left b x b block is complete
                 last = result(hsic_biased(k), (k.reshape(k.shape[0], -1) ** 2).sum(-1), b, b == n)
+            else:  # a later batch: its cross blocks with the whole held group
+                blk = _grams(f, [h[:, :filled] for h in buf])
+                grams[:, a:b, g0:g1] = blk
+                grams[:, g0:g1, a:b] = blk.transpose(-1, -2)
             del f
             yield Step(forwards, total, last, {"images": last.images, "forwards": forwards, "groups": len(groups)})
-        held.clear()
+        buf = None
 
 
 def _layers_arg(probe, layers):

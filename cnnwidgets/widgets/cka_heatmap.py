@@ -118,13 +118,14 @@ class CKAHeatmap(Panel):
         self.pair_note = W.HTML()
         self.summary = W.HTML()
         self.image_slider.observe(lambda ch: setattr(self, "image_index", int(ch["new"])), "value")
+        self.cluster_box.observe(lambda ch: self.result is not None and self.result.final and self._draw(self.result, True), "value")
         for w, cls in ((self, "cnnw-cka"), (self.figure_widget, "cnnw-cka-figure"), (self.map_a, "cnnw-cka-map-a"),
                        (self.map_b, "cnnw-cka-map-b"), (self.pair_title, "cnnw-cka-pair"), (self.hover, "cnnw-cka-hover")):
             w.add_class(cls)
         right = W.VBox([self.pair_title, self.image_slider, self.pair_box, self.pair_note],
                        layout=W.Layout(width=f"{3 * (MAP_PX + 20) + 10}px", margin="30px 0 0 10px"))
         options = W.HBox([self.estimator_picker, self.kernel_picker, self.cluster_box], layout=W.Layout(flex_flow="row wrap"))
-        super().__init__([self.title, options, self.controls, self.message, W.HBox([W.VBox([self.figure_widget, self.hover, self.summary]), right])])
+        super().__init__([self.title, options, self.controls, self.message, W.HBox([W.VBox([self.figure_widget, self.hover, self.summary], layout=W.Layout(flex="0 0 auto", width="670px")), right])])
         self._update_title()
         if autostart:
             self.controls.start()
@@ -198,7 +199,7 @@ class CKAHeatmap(Panel):
         cols = [res.cols[i] for i in (order_c if order_c is not None else range(len(res.cols)))]
         self._display = (m, rows, cols)
         big = max(m.shape) > GRID_MAX
-        ch = "channel (clustered order: click a cell for its ids)" if order_r is not None and big else "channel"
+        ch = "channels, clustered order (click a cell for ids)" if order_r is not None and big else "channel"
         axis_label = {"layers": ("layer", "layer"), "channels": (ch, ch),
                       "models": (f"{self.probe.name} layer", f"{self.other.name if self.other else ''} layer")}[self.mode]
         key = (big, m.shape, tuple(rows), tuple(cols))
@@ -221,14 +222,18 @@ class CKAHeatmap(Panel):
                              y=[-0.5, m.shape[0] - 0.5], scales={"x": xs, "y": ys})
             click.on_element_click(self._on_image_click)
             marks = [mark, click]
-            ax = bq.Axis(scale=xs, label=axis_label[1], num_ticks=9, tick_format="d")
-            ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], num_ticks=9, tick_format="d")
+            clustered = self.order is not None
+            ticks = lambda k: [] if clustered else list(range(0, k, max(1, int(np.ceil(k / 8 / 16)) * 16)))  # noqa: E731
+            ax = bq.Axis(scale=xs, label=axis_label[1], tick_values=ticks(m.shape[1]), tick_format="d")
+            ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], tick_values=ticks(m.shape[0]),
+                         tick_format="d", label_offset="45px")
             self.hover.value = "<span style='color:#666'>click a cell to see its value and the two maps</span>"
         else:
             xs, ys = bq.OrdinalScale(), bq.OrdinalScale(reverse=True)  # row 0 at the top, like a matrix
             rl, cl = self._labels(rows, self.probe), self._labels(cols, self.other or self.probe)
             mark = bq.GridHeatMap(color=m, row=rl, column=cl, scales={"row": ys, "column": xs, "color": self._cs},
-                                  stroke="white", null_color="#eeeeee", anchor_style={"fill": "red"},
+                                  stroke="white", null_color="#eeeeee",
+                                  anchor_style={"stroke": "#ff2d2d", "stroke-width": "3px"},
                                   tooltip=bq.Tooltip(fields=["row", "column", "color"], labels=["row", "column", "CKA"],
                                                      formats=["", "", ".3f"]),
                                   interactions={"hover": "tooltip", "click": "select"})
