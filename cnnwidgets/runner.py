@@ -9,8 +9,10 @@ No widget is imported here; panels pass callbacks.
 """
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
+import weakref
 import time
 import traceback
 from dataclasses import dataclass
@@ -27,6 +29,20 @@ class Step:
     total: int | None
     value: Any = None
     info: dict | None = None
+
+
+_LIVE: "weakref.WeakSet[Runner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all(timeout: float = 10.0) -> None:
+    """At interpreter exit, stop running jobs and let them finish their step (a thread killed inside
+    a torch op aborts the process with 'terminate called without an active exception')."""
+    live = [r for r in list(_LIVE) if r.running]
+    for r in live:
+        r.stop()
+    for r in live:
+        r.join(timeout)
 
 
 def in_colab() -> bool:
@@ -74,6 +90,7 @@ class Runner:
             raise RuntimeError("This runner is already running; stop() it first.")
         self._set(RUNNING)
         if self.mode == "thread":
+            _LIVE.add(self)
             self._thread = threading.Thread(target=self._loop, name="cnnwidgets-runner", daemon=True)
             self._thread.start()
         else:
