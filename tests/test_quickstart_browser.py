@@ -17,10 +17,15 @@ def test_quickstart_runs_in_the_browser_and_shows_its_outputs(lab):
     # the two pictures (the cat as the model sees it, the feature-map mosaic) are rendered widgets
     images = nb.page.locator(".jp-OutputArea-output img.widget-image")
     images.nth(1).wait_for(state="visible", timeout=30_000)
-    assert images.count() == 2
+    assert images.count() >= 2
     sizes = [images.nth(i).evaluate("(img) => [img.naturalWidth, img.naturalHeight]") for i in range(2)]
     assert sizes[0] == [224, 224]
     assert sizes[1][0] > 600  # the mosaic of 96 maps
+    # the panels below render too: bqplot charts (histograms, CKA, embedding) and the Explorer's tabs
+    nb.page.wait_for_function("() => document.querySelectorAll('.bqplot.figure').length >= 5", timeout=60_000)
+    tabs = nb.page.locator(".jupyter-widgets .lm-TabBar-tab")
+    tabs.nth(5).wait_for(state="attached", timeout=60_000)
+    assert "Saliency" in " ".join(tabs.all_inner_texts())
     nb.scroll_top()
     nb.screenshot("quickstart-top")
     images.nth(1).scroll_into_view_if_needed()
