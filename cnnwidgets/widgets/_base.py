@@ -95,15 +95,21 @@ def layer_slider(probe, layers=None, value=None, description: str = "layer") -> 
     return s
 
 
+def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
+    """HTML under a layer slider: ``layer 7 of 49: name · type · output 144×56×56`` (the readout is too narrow)."""
+    layer = probe.layer(name)
+    names = [o[1] for o in slider.options]
+    where = f"layer {names.index(layer.name) + 1} of {len(names)}" if layer.name in names else "layer"
+    return (f"<div style='line-height:1.35;padding:2px 0'><span style='color:#666'>{where}:</span> "
+            f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}</div>")
+
+
 def layer_caption(slider: W.SelectionSlider, probe) -> W.HTML:
-    """A line under a layer slider with the whole label (the slider's readout is clipped)."""
-    names = [o[1] if isinstance(o, tuple) else o for o in slider.options]
+    """An HTML line under a layer slider that follows it, with the whole label (the readout is clipped)."""
     cap = W.HTML()
 
     def update(_=None):
-        l = probe.layer(slider.value)
-        cap.value = (f"<span style='color:#444'>layer {names.index(l.name) + 1} of {len(names)}: "
-                     f"<b>{l.name}</b> · {l.type} · output {'×'.join(map(str, l.shape))}</span>")
+        cap.value = layer_label(probe, slider, slider.value)
 
     slider.observe(update, "value")
     update()

@@ -8,7 +8,7 @@ from typing import Callable
 import ipywidgets as W
 
 from ..images import noise_image, sample_image, to_tensor
-from ._base import Message, clear_upload, uploaded_files
+from ._base import Message, clear_upload, uploaded_files, layer_label
 
 NOISE = "uniform noise"
 GIVEN = "your image"
@@ -112,12 +112,3 @@ def set_slider_layer(slider: W.SelectionSlider, probe, base, name: str) -> None:
         slider.options = opts
     if slider.value != name:
         slider.value = name
-
-
-def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
-    """HTML under a layer slider: ``layer 7 of 49: name · type · output 144×56×56`` (the readout is too narrow)."""
-    layer = probe.layer(name)
-    names = [o[1] for o in slider.options]
-    where = f"layer {names.index(layer.name) + 1} of {len(names)}" if layer.name in names else "layer"
-    return (f"<div style='line-height:1.35;padding:2px 0'><span style='color:#666'>{where}:</span> "
-            f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}</div>")

@@ -11,7 +11,7 @@ import traitlets as T
 
 from .. import render
 from ..analyses import dream as D
-from ._base import IPYW8, Message, Panel, RunControls, layer_slider, set_image
+from ._base import IPYW8, Message, Panel, RunControls, layer_caption, layer_slider, set_image
 from ._controls import ImageInput, set_slider_layer
 
 SINGLE, ATLAS, DEEPDREAM, COMPARE = "single", "atlas", "deepdream", "compare"
@@ -158,7 +158,7 @@ class Dream(Panel):
         super().__init__([
             W.HBox([_label("Mode", "70px"), self.mode_buttons]),
             self.preset_row,
-            self.layer_slider, self.objective_row, self.neuron_row, self.settings_row, self.mode_row,
+            self.layer_slider, layer_caption(self.layer_slider, probe), self.objective_row, self.neuron_row, self.settings_row, self.mode_row,
             self.controls, self.message, view, gallery,
         ])
         self.add_class("cnnwidgets-dream")
