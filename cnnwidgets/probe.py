@@ -1,6 +1,7 @@
 """The Probe: the one object that holds the model, knows its layers and runs its forwards."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import itertools
 import threading
@@ -137,6 +138,7 @@ class Probe:
         self.cache = ActivationCache(cache_bytes)
         self._cache_version = None
         self._lock = threading.RLock()
+        self._frozen = threading.local()  # see frozen(): depth per thread
         self.model.to(self.device)
         self._discover()
 
@@ -246,7 +248,9 @@ class Probe:
         targets = self._resolve(layers)
         deepest = max(targets, key=lambda l: l.order)
         keep = None if grad else ((lambda t: t.detach().clone()) if clone else (lambda t: t.detach()))
-        with self._lock, hooks.model_state(self.model, freeze=grad), torch.set_grad_enabled(grad):
+        held = getattr(self._frozen, "depth", 0) and not self.model.training  # inside frozen(): state already set
+        state = contextlib.nullcontext() if held else hooks.model_state(self.model, freeze=grad)
+        with self._lock, state, torch.set_grad_enabled(grad):
             with hooks.capture(self.model, {l.name: l.module for l in targets}, {l.name: l.calls for l in targets},
                                stop_after=deepest.name if truncate else None, keep=keep) as cap:
                 try:
@@ -257,6 +261,25 @@ class Probe:
         if missing:
             raise RuntimeError(f"Layers {missing} produced no tensor output in this forward (not called for this input?).")
         return {l.name: cap.outputs[l.name] for l in targets}
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """A block in which the model stays in eval mode with frozen parameters, restored on exit.
+
+        For loops of many ``capture(..., grad=True)`` calls (a dream): captures made by this thread
+        inside the block skip setting and restoring the model's state each time. Nestable; an
+        error or a closed generator inside the block still restores everything.
+        """
+        with self._lock:  # no other thread is inside a model_state block while we enter
+            state = hooks.model_state(self.model, freeze=True)
+            state.__enter__()
+        self._frozen.depth = getattr(self._frozen, "depth", 0) + 1
+        try:
+            yield self
+        finally:
+            self._frozen.depth -= 1
+            with self._lock:
+                state.__exit__(None, None, None)
 
     def forward(self, images, preprocess: bool = True, grad: bool = False) -> torch.Tensor:
         """The model's output for images (logits for a classifier), state restored."""

@@ -54,12 +54,28 @@ class DreamStep(Step):
     """One step of a dream: ``image`` (the batch after this step's update, ``N x C x H x W`` in [0, 1], CPU)
     and the objective values this step ascended (``objectives``, one per image, measured before the
     update; ``objective`` their sum; ``loss = -objective``, as seed 001 prints it).
-    ``message`` says why a run ended early (a NaN), with ``image`` then the last good frame."""
+    ``message`` says why a run ended early (a NaN), with ``image`` then the last good frame.
+
+    The dream computes ``image`` only when it is read (``value`` is the same image): a run whose
+    consumer shows ~15 frames a second does not pay for the frames it drops."""
 
     image: torch.Tensor | None = None
     objective: float = math.nan
     objectives: list = field(default_factory=list)
     message: str | None = None
+
+    @classmethod
+    def lazy(cls, step, total, image_fn, **kw) -> "DreamStep":
+        """A step whose image is ``image_fn()`` (moved to the CPU), computed on first read."""
+        s = cls(step, total, None, None, **kw)
+        s.__dict__["_image_fn"] = image_fn
+        return s
+
+    def _provide(self, image: torch.Tensor) -> None:
+        """Hand the step its image if it was not read yet (the next forward computed it anyway)."""
+        if self.__dict__.get("_image_fn") is not None:
+            self.__dict__["_image"] = image
+            self.__dict__["_image_fn"] = None
 
     @property
     def loss(self) -> float:
@@ -71,6 +87,36 @@ class DreamStep(Step):
         if t.shape[0] == 1:
             t = t.expand(3, -1, -1)
         return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def _get_image(self):
+    d = self.__dict__
+    fn = d.get("_image_fn")
+    if fn is not None:
+        d["_image"] = fn()
+        d["_image_fn"] = None
+    img = d.get("_image")
+    if img is not None and img.device.type != "cpu":
+        img = d["_image"] = img.to("cpu")
+    return img
+
+
+def _set_image(self, value):
+    self.__dict__["_image"] = value
+    self.__dict__["_image_fn"] = None
+
+
+def _get_value(self):
+    v = self.__dict__.get("_value")
+    return self.image if v is None else v
+
+
+def _set_value(self, value):
+    self.__dict__["_value"] = value
+
+
+DreamStep.image = property(_get_image, _set_image, doc="The images after this step, N x C x H x W in [0, 1] (CPU).")
+DreamStep.value = property(_get_value, _set_value, doc="What the step carries: its image unless set otherwise.")
 
 
 def layer_keys(probe, objective: Objective) -> dict:
@@ -211,32 +257,32 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform,
     opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
     std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
-    with torch.no_grad():
-        last_good = DreamStep(0, steps, None, None, image=prm().detach().to("cpu"))
-    for i in range(1, steps + 1):
-        opt.zero_grad(set_to_none=True)
-        img = prm()
-        x = (transform(img, generator) - mean) / std
-        got = forward_chunks(probe, x, capture_names, chunk, channels_last)
-        values = objective({k: got[nm] for k, nm in names.items()})
-        if values.ndim == 0:
-            values = values.expand(n)
-        vals = values.detach().to("cpu")
-        shown = None
-        if torch.isfinite(vals).all():
-            (-values.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                shown = prm().detach().to("cpu")
-        if shown is None or not torch.isfinite(shown).all():
-            msg = (f"Stopped at step {i}: the {'objective' if shown is None else 'image'} became NaN/inf (learning rate "
-                   f"{pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
-            yield DreamStep(last_good.step, steps, last_good.value, {"stopped": "nan"}, image=last_good.image,
-                            objective=last_good.objective, objectives=last_good.objectives, message=msg)
-            return
-        step = DreamStep(i, steps, shown, None, image=shown, objective=float(vals.sum()), objectives=vals.tolist())
-        last_good = step
-        yield step
+    last_good = DreamStep.lazy(0, steps, prm.snapshot())
+    with probe.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
+        for i in range(1, steps + 1):
+            opt.zero_grad(set_to_none=True)
+            img = prm()
+            last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
+            x = (transform(img, generator) - mean) / std
+            got = forward_chunks(probe, x, capture_names, chunk, channels_last)
+            values = objective({k: got[nm] for k, nm in names.items()})
+            if values.ndim == 0:
+                values = values.expand(n)
+            vals = values.detach().to("cpu").tolist()
+            ok = all(math.isfinite(v) for v in vals)
+            if ok:
+                (-values.sum()).backward()
+                opt.step()
+                ok = prm.finite
+            if not ok:
+                msg = (f"Stopped at step {i}: the {'image' if all(math.isfinite(v) for v in vals) else 'objective'} became "
+                       f"NaN/inf (learning rate {pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
+                yield DreamStep(last_good.step, steps, None, {"stopped": "nan"}, image=last_good.image,
+                                objective=last_good.objective, objectives=last_good.objectives, message=msg)
+                return
+            step = DreamStep.lazy(i, steps, prm.snapshot(), objective=float(sum(vals)), objectives=vals)
+            last_good = step
+            yield step
 
 
 def run(probe, objective, **kwargs) -> DreamStep:

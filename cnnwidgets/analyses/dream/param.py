@@ -17,7 +17,7 @@ COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm
 
 
 class ImageParam:
-    """``params``: leaf tensors to optimise; ``image_fn()`` -> ``N x C x H x W`` in [0, 1]."""
+    """``params``: leaf tensors to optimise; ``image_fn(*params)`` -> ``N x C x H x W`` in [0, 1]."""
 
     def __init__(self, params: list[torch.Tensor], image_fn: Callable[[], torch.Tensor], kind: str):
         self.params = params
@@ -25,7 +25,17 @@ class ImageParam:
         self.kind = kind
 
     def __call__(self) -> torch.Tensor:
-        return self.image_fn()
+        return self.image_fn(*self.params)
+
+    def snapshot(self):
+        """A function giving the image of the parameters as they are now (a cheap copy of them; the
+        image itself is computed only when the function is called, without autograd)."""
+        saved = [p.detach().clone() for p in self.params]
+
+        def image() -> torch.Tensor:
+            with torch.no_grad():
+                return self.image_fn(*saved)
+        return image
 
     @property
     def finite(self) -> bool:
@@ -61,7 +71,7 @@ def pixels(shape, *, init: torch.Tensor | None = None, sd: float | None = None, 
     if rescale not in fns:
         raise ValueError(f"rescale must be one of {sorted(fns)}, got {rescale!r}.")
     f = fns[rescale]
-    return ImageParam([data], lambda: f(data), f"pixels ({rescale})")
+    return ImageParam([data], f, f"pixels ({rescale})")
 
 
 def rfft2d_freqs(h: int, w: int) -> np.ndarray:
@@ -73,7 +83,7 @@ def rfft2d_freqs(h: int, w: int) -> np.ndarray:
 
 def fft(shape, *, sd: float = 0.01, decay_power: float = 1.0, generator: torch.Generator | None = None, device="cpu"):
     """A Fourier-space parameterisation (Lucid/Lucent): spectrum scaled by 1/frequency, so every
-    frequency learns at the same rate and low frequencies dominate. Returns ``(params, fn)``; ``fn()``
+    frequency learns at the same rate and low frequencies dominate. Returns ``(params, fn)``; ``fn(spectrum)``
     is the (unbounded) spatial image ``N x C x H x W``."""
     n, c, h, w = shape
     freqs = rfft2d_freqs(h, w)
@@ -81,7 +91,7 @@ def fft(shape, *, sd: float = 0.01, decay_power: float = 1.0, generator: torch.G
     scale = torch.tensor(1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power, dtype=torch.float32)
     scale = scale[None, None, ..., None].to(device)
 
-    def image():
+    def image(spectrum):
         s = torch.view_as_complex(scale * spectrum)
         return torch.fft.irfftn(s, s=(h, w), norm="ortho")[:n, :c, :h, :w] / 4.0  # 4: Lucid's constant
 
@@ -93,7 +103,7 @@ def decorrelate(t: torch.Tensor) -> torch.Tensor:
     if t.shape[1] != 3:
         return t
     m = COLOR_CORRELATION.to(t.device, t.dtype)
-    return torch.einsum("nchw,dc->ndhw", t, m)
+    return torch.matmul(m, t.reshape(t.shape[0], 3, -1)).reshape(t.shape)  # one small GEMM, no permuted copies
 
 
 def image(h: int, w: int | None = None, *, batch: int = 1, channels: int = 3, fft_param: bool = True,
@@ -105,7 +115,7 @@ def image(h: int, w: int | None = None, *, batch: int = 1, channels: int = 3, ff
         params, fn = fft(shape, sd=sd, generator=generator, device=device)
     else:
         p = _randn(shape, sd, generator, device)
-        params, fn = [p], (lambda: p)
+        params, fn = [p], (lambda t: t)
     colour = decorrelate if decorrelated and channels == 3 else (lambda t: t)
     kind = ("fft" if fft_param else "pixels") + (" + decorrelated colour" if decorrelated and channels == 3 else "")
-    return ImageParam(params, lambda: torch.sigmoid(colour(fn())), kind)
+    return ImageParam(params, lambda t: torch.sigmoid(colour(fn(t))), kind)
