@@ -12,7 +12,6 @@ The maps of both are compared (relative L2 difference), so the speed-up is for t
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -20,15 +19,7 @@ import torch
 
 import cnnwidgets as cw
 from cnnwidgets.analyses import attribution as A
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+from _timing import timed  # benchmarks/_timing.py
 
 
 def main():
@@ -54,8 +45,8 @@ def main():
         A.attribute(probe, image, "saliency")  # warm-up
         size = "×".join(map(str, probe.transform.input_size))
         for label, method, opts in methods:
-            tb, a = timed(lambda: A.attribute(probe, image, method, batch_size=args.batch, **opts), reps)
-            tl, b = timed(lambda: A.attribute(probe, image, method, batch_size=1, **opts), reps)
+            tb, a, _ = timed(lambda: A.attribute(probe, image, method, batch_size=args.batch, **opts), reps)
+            tl, b, _ = timed(lambda: A.attribute(probe, image, method, batch_size=1, **opts), reps)
             diff = np.linalg.norm(a.raw - b.raw) / max(np.linalg.norm(b.raw), 1e-12)
             print(f"{name:<20} {size:>7} {label:<31} {reps:>4} {tb:>14.2f} {tl:>11.2f} {tl / tb:>8.2f}x {diff:>10.1e}",
                   flush=True)

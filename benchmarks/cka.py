@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -85,15 +84,6 @@ class _Stored:
 
 def engine(acts, n, estimator, mode="layers", batch=32):
     return run(C.similarity_steps([_Stored(acts, mode)], list(range(n)), batch_size=batch, estimator=estimator)).value
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out, times
 
 
 def capture(probe, images, layers, batch=32):
@@ -225,6 +215,7 @@ _MEM_CHILD = r"""
 import json, resource, sys, torch
 import cnnwidgets as cw
 from cnnwidgets.analyses import cka as C
+from _timing import timed  # benchmarks/_timing.py
 n, batch, est = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 blocks = [f"_blocks.{i}" for i in range(16)]
 p = cw.Probe(cw.load_model(), device="cpu")

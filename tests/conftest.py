@@ -10,6 +10,30 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `from browser import ...`
 
 
+@pytest.fixture(scope="module")
+def eff():
+    """The offline default model, efficientnet_lite0 with its real ImageNet weights."""
+    import cnnwidgets as cw
+
+    return cw.load_model()
+
+
+@pytest.fixture(scope="module")
+def probe(eff):
+    """A Probe on the default model (one per test module, so caches do not leak between modules)."""
+    import cnnwidgets as cw
+
+    return cw.Probe(eff)
+
+
+@pytest.fixture(scope="module")
+def cat():
+    """The bundled photograph of a tabby cat."""
+    import cnnwidgets as cw
+
+    return cw.sample_image("chelsea")
+
+
 @pytest.fixture(scope="session")
 def lab():
     """JupyterLab 4 on a free 127.0.0.1 port (temporary root, the .venv's kernel) + headless Chromium.

@@ -26,11 +26,6 @@ def linear_CKA(X, Y):
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def images():
     return cw.sample_batch(16, seed=3)
 

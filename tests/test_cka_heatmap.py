@@ -13,11 +13,6 @@ BLOCKS = ["_blocks.0", "_blocks.3", "_blocks.8", "_blocks.15"]
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def images():
     return cw.sample_batch(8, seed=1)
 

@@ -15,11 +15,6 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def resnet():
     torch.manual_seed(0)
     return cw.Probe(torchvision.models.resnet18(weights=None), device="cpu")

@@ -16,11 +16,6 @@ from cnnwidgets.hooks import hook_count
 L = "_blocks.3._project_conv"
 
 
-@pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
 def _panel(probe, **kw):
     d = cw.Dream(probe, layer=L, channel=3, **kw)
     d.size_slider.value = 64

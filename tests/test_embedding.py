@@ -10,11 +10,6 @@ from cnnwidgets.hooks import hook_count
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def data():
     return cw.sample_dataset(24, size=224, seed=1)
 

@@ -5,11 +5,6 @@ import cnnwidgets as cw
 from cnnwidgets.hooks import hook_count
 
 
-@pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model(), device="cpu")
-
-
 def test_tabs_build_lazily_and_follow_one_layer_and_channel(probe):
     ex = cw.Explorer(probe, cw.sample_image("chelsea"), panels=["Feature maps", "Histograms", "Dream"])
     assert list(ex.panels) == ["Feature maps"]  # only the open tab is built

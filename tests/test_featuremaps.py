@@ -16,16 +16,6 @@ from cnnwidgets.widgets.featuremaps import BIG_PX, FeatureMaps
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model())
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return cw.sample_image("chelsea")
-
-
-@pytest.fixture(scope="module")
 def fm(probe, cat):
     return FeatureMaps(probe, cat)
 

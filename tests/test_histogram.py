@@ -14,16 +14,6 @@ from cnnwidgets.widgets.histogram import COLUMNS, Histogram
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model())
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return cw.sample_image("chelsea")
-
-
-@pytest.fixture(scope="module")
 def hist(probe, cat):
     return Histogram(probe, cat)
 

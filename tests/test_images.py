@@ -8,16 +8,6 @@ import cnnwidgets as cw
 from cnnwidgets.images import Preprocess, sample_dataset, to_images, to_tensor
 
 
-@pytest.fixture(scope="module")
-def cat():
-    return cw.sample_image("chelsea")
-
-
-@pytest.fixture(scope="module")
-def probe():
-    return cw.Probe(cw.load_model())
-
-
 def test_all_image_kinds_give_the_same_tensor(cat, tmp_path):
     arr = np.asarray(cat)  # HxWx3 uint8
     ref = to_tensor(cat)

@@ -14,16 +14,6 @@ CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = (967, 968)  # espresso, cup
 
 
-@pytest.fixture(scope="module")
-def eff():
-    return cw.load_model()
-
-
-@pytest.fixture(scope="module")
-def probe(eff):
-    return cw.Probe(eff)
-
-
 def test_default_model_classifies_the_cat_as_a_cat(probe):
     assert probe.name == "efficientnet_lite0" and probe.num_classes == 1000
     top = probe.predict(cw.sample_image("chelsea"), k=5)[0]

@@ -8,21 +8,6 @@ from cnnwidgets.cache import ActivationCache, digest
 from cnnwidgets.hooks import hook_count
 
 
-@pytest.fixture(scope="module")
-def eff():
-    return cw.load_model()
-
-
-@pytest.fixture(scope="module")
-def probe(eff):
-    return cw.Probe(eff)
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return cw.sample_image("chelsea")
-
-
 def model_state(model):
     """What a call must not change: every module's train flag and every parameter's requires_grad."""
     return [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
