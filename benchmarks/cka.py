@@ -36,6 +36,7 @@ import torch
 import cnnwidgets as cw
 from cnnwidgets.analyses import cka as C
 from cnnwidgets.runner import run
+from _timing import timed  # benchmarks/_timing.py
 
 BLOCKS = [f"_blocks.{i}" for i in range(16)]
 
@@ -215,7 +216,6 @@ _MEM_CHILD = r"""
 import json, resource, sys, torch
 import cnnwidgets as cw
 from cnnwidgets.analyses import cka as C
-from _timing import timed  # benchmarks/_timing.py
 n, batch, est = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 blocks = [f"_blocks.{i}" for i in range(16)]
 p = cw.Probe(cw.load_model(), device="cpu")
