@@ -1,6 +1,7 @@
 """Dream engine vs Lucent's render_vis, side by side in one run (CPU by default).
 
-    python benchmarks/dream.py [--steps 30] [--atlas-steps 8] [--repeats 3] [--threads 1] [--device cpu]
+    python benchmarks/dream.py [--steps 20] [--atlas-steps 4] [--repeats 3] [--layers early,panel,middle]
+                               [--quality-steps 64] [--seeds 8] [--threads 0] [--device cpu]
 
 Same model (efficientnet_lite0, real weights), layer, channel, image (224 px FFT + decorrelated
 colour + sigmoid), transforms (Lucent's standard: pad 12, jitter 8, scale 0.9-1.1, rotate +-10,
@@ -9,9 +10,12 @@ frozen (requires_grad False, as ours is during the step) and the hooks render_vi
 module are removed after each of its runs (otherwise they pile up and slow every later run).
 
 (a) one channel: steps/s; (b) a 16-channel atlas: image-steps/s (ours: one batch of 16; Lucent:
-once per channel); (c) final objective of the last image, evaluated the same way for both (no
-transforms); (d) our step vs a bare truncated forward+backward of the same batch.
-Medians of ``--repeats`` runs; ratios are ours / theirs.
+once per channel); (c) final objective of the last image after --quality-steps steps, evaluated the
+same way for both (no transforms), median over --seeds seeds; (d) our step vs a bare truncated
+forward+backward of the same batch at the same transformed sizes. Each measure for several layers:
+an early one, the one the Dream panel starts on, and the middle of the network (our forward stops
+at the layer; Lucent runs the whole model, so the deeper the layer, the less truncation saves).
+Medians of ``--repeats`` runs; ratios are ours / theirs. Both sides use the same torch threads.
 """
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnwidgets as cw  # noqa: E402
 from cnnwidgets.analyses import dream as D  # noqa: E402
 
-LAYER = "_blocks.8._project_conv"  # 112 x 14 x 14, the middle of the network
 CHANNEL = 18
 SIZE = 224
 
@@ -85,98 +88,146 @@ def ours_run(probe, objective, steps: int, seed: int, batch_times: list | None =
     return time.perf_counter() - t, last.image
 
 
-def bare_step(probe, n: int, reps: int) -> float:
-    """Median time of a truncated forward+backward of an n x 3 x 248 x 248 batch (the size fed after pad 12)."""
-    x0 = torch.rand(n, 3, SIZE + 24, SIZE + 24, device=probe.device)
+def bare_sizes(k: int, seed: int = 0) -> list[int]:
+    """Sizes of the batches our transforms feed the model (pad 12 -> 248 px; random scale up to 273 px)."""
+    g = torch.Generator().manual_seed(seed)
+    tf = D.transforms.compose(D.transforms.standard())
+    x = torch.zeros(1, 1, SIZE, SIZE)
+    return [tf(x, g).shape[-1] for _ in range(k)]
+
+
+def bare_step(probe, layer: str, n: int, reps: int) -> float:
+    """Median time of a bare truncated forward+backward of an ``n``-image batch (input leaf with grad,
+    mean of channel 0 backwards), at the sizes our transforms produce (same distribution as a run)."""
     times = []
-    for _ in range(reps):
-        x = x0.clone().requires_grad_(True)
+    for s in [SIZE + 24] * 2 + bare_sizes(reps):  # two warm-ups
+        x = torch.rand(n, 3, s, s, device=probe.device).requires_grad_(True)
         t = time.perf_counter()
-        a = probe.capture(x, [LAYER], grad=True)[LAYER]
-        a[:, CHANNEL].mean().backward()
+        a = probe.capture(x, [layer], grad=True)[layer]
+        a[:, 0].mean().backward()
         _ = x.grad.sum().item()  # wait for the device
         times.append(time.perf_counter() - t)
+    return statistics.median(times[2:])
+
+
+def panel_default_layer(probe) -> str:
+    names = probe.layers.names
+    return names[len(names) // 2]  # what cnnwidgets.Dream starts on (widgets/dream.py)
+
+
+def median_step(times: list) -> float:
     return statistics.median(times)
+
+
+def bench_layer(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
+    obj = D.channel(layer, CHANNEL)
+    lname = layer.replace(".", "_")
+    # (a) one channel: steps/s (and per-step times for (d))
+    ours_t, theirs_t, step_times = [], [], []
+    for r in range(a.repeats):
+        times = []
+        t, _ = ours_run(probe, obj, a.steps, seed=r, batch_times=times)
+        ours_t.append(t)
+        step_times += times[2:] or times  # the first steps warm up the allocator / oneDNN (and check the objective)
+        if lmodel is not None:
+            theirs_t.append(lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.steps, seed=r)[0])
+    ours_sps = a.steps / statistics.median(ours_t)
+    theirs_sps = a.steps / statistics.median(theirs_t) if theirs_t else float("nan")
+    rows.append((f"(a) 1 channel, steps/s · {tag}", ours_sps, theirs_sps, ours_sps / theirs_sps, ">= 1.5"))
+
+    # (b) an atlas of N channels: ours one batch, Lucent once per channel
+    if a.atlas:
+        cs = list(range(a.atlas))
+        ours_t, theirs_t, atlas_times = [], [], []
+        for r in range(a.repeats):
+            times = []
+            t, _ = ours_run(probe, D.channels(layer, cs), a.atlas_steps, seed=r, batch_times=times)
+            ours_t.append(t)
+            atlas_times += times[1:] or times
+            if lmodel is not None:
+                theirs_t.append(sum(lucent_run(lmodel, probe, f"{lname}:{c}", a.atlas_steps, seed=r)[0] for c in cs))
+        ours_tp = a.atlas * a.atlas_steps / statistics.median(ours_t)
+        theirs_tp = a.atlas * a.atlas_steps / statistics.median(theirs_t) if theirs_t else float("nan")
+        rows.append((f"(b) {a.atlas}-ch atlas, image-steps/s · {tag}", ours_tp, theirs_tp, ours_tp / theirs_tp, ">= 3"))
+
+    # (d) our step vs a bare truncated forward+backward at the same sizes
+    ours_1 = median_step(step_times)
+    bare_1 = bare_step(probe, layer, 1, max(12, a.repeats * 4))
+    rows.append((f"(d) s/step 1 image vs bare · {tag}", ours_1, bare_1, ours_1 / bare_1 - 1, "<= 0.30"))
+    if a.atlas:
+        ours_n = median_step(atlas_times)
+        bare_n = bare_step(probe, layer, a.atlas, max(4, a.repeats * 2))
+        rows.append((f"(d) s/step {a.atlas} images vs bare · {tag}", ours_n, bare_n, ours_n / bare_n - 1, "<= 0.30"))
+
+
+def bench_quality(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
+    """(c) final objective (no transforms) after ``--quality-steps`` steps, median over ``--seeds`` seeds."""
+    obj = D.channel(layer, CHANNEL)
+    lname = layer.replace(".", "_")
+    ours_v, theirs_v = [], []
+    for r in range(a.seeds):
+        ours_v.append(float(D.evaluate(probe, obj, ours_run(probe, obj, a.quality_steps, seed=100 + r)[1])[0]))
+        if lmodel is not None:
+            img = lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.quality_steps, seed=100 + r)[1]
+            theirs_v.append(float(D.evaluate(probe, obj, img)[0]))
+    o = statistics.median(ours_v)
+    t = statistics.median(theirs_v) if theirs_v else float("nan")
+    rows.append((f"(c) objective @{a.quality_steps} steps · {tag}", o, t, o / t, ">= 1.0"))
+    print(f"  (c) {tag}: ours {', '.join(f'{v:.3f}' for v in ours_v)} | Lucent {', '.join(f'{v:.3f}' for v in theirs_v)}",
+          flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--atlas-steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--atlas-steps", type=int, default=4)
     ap.add_argument("--atlas", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stable timings on a shared machine)")
+    ap.add_argument("--quality-steps", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=8, help="seeds for (c) (fewer: noise decides)")
+    ap.add_argument("--layers", default="early,panel,middle",
+                    help="comma list of layer names or early / panel (the panel's default) / middle / late")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both sides (0: torch's default)")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     model = cw.load_model()
     probe = cw.Probe(model, device=a.device)
-    print(f"# dream benchmark · efficientnet_lite0 · layer {LAYER} channel {CHANNEL} · {SIZE}px + standard transforms · "
-          f"device {probe.device} · torch threads {torch.get_num_threads()} · {a.repeats} repeats")
+    named = {"early": "_blocks.3._project_conv", "panel": panel_default_layer(probe), "middle": "_blocks.8._project_conv",
+             "late": "_blocks.13._project_conv"}
+    layers = [(named.get(k, k), k) for k in a.layers.split(",") if k]
+    print(f"# dream benchmark · efficientnet_lite0 (49 conv layers) · channel {CHANNEL} · {SIZE}px + standard transforms · "
+          f"device {probe.device} · torch threads {torch.get_num_threads()} (both sides) · {a.repeats} repeats · "
+          f"{a.steps} steps (atlas {a.atlas_steps})", flush=True)
     why = lucent_available()
-    rows = []
-    obj = D.channel(LAYER, CHANNEL)
-    lname = LAYER.replace(".", "_")
-
     lmodel = None
     if why is None:
         lmodel = copy.deepcopy(model).to(probe.device).eval()
         for p in lmodel.parameters():
             p.requires_grad_(False)
+    rows = []
+    for layer, key in layers:
+        info = probe.layer(layer)
+        k = probe.layers.names.index(info.name)
+        tag = f"{key} #{k} {info.name}" if key in named else f"#{k} {info.name}"
+        print(f"  layer {tag} ({info.label.split(' · ')[-1]})", flush=True)
+        bench_layer(probe, lmodel, info.name, a, rows, tag)
+        if a.seeds and (key == "panel" or len(layers) == 1):
+            bench_quality(probe, lmodel, info.name, a, rows, tag)
 
-    # (a) + (c): one channel
-    ours_t, theirs_t, ours_v, theirs_v = [], [], [], []
-    step_times = []
-    for r in range(a.repeats):
-        t, img = ours_run(probe, obj, a.steps, seed=r, batch_times=step_times)
-        ours_t.append(t)
-        ours_v.append(float(D.evaluate(probe, obj, img)[0]))
-        if lmodel is not None:
-            t, img = lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.steps, seed=r)
-            theirs_t.append(t)
-            theirs_v.append(float(D.evaluate(probe, obj, img)[0]))
-    ours_sps = a.steps / statistics.median(ours_t)
-    if theirs_t:
-        theirs_sps = a.steps / statistics.median(theirs_t)
-        rows.append(("(a) one channel, steps/s", ours_sps, theirs_sps, ours_sps / theirs_sps, ">= 1.5"))
-        rows.append(("(c) final objective (median)", statistics.median(ours_v), statistics.median(theirs_v),
-                     statistics.median(ours_v) / statistics.median(theirs_v), ">= 1.0"))
-    else:
-        rows.append(("(a) one channel, steps/s", ours_sps, float("nan"), float("nan"), ">= 1.5"))
-
-    # (b): an atlas of N channels
-    cs = list(range(a.atlas))
-    ours_t, theirs_t = [], []
-    atlas_steps = []
-    for r in range(a.repeats):
-        t, _ = ours_run(probe, D.channels(LAYER, cs), a.atlas_steps, seed=r, batch_times=atlas_steps)
-        ours_t.append(t)
-        if lmodel is not None:
-            theirs_t.append(sum(lucent_run(lmodel, probe, f"{lname}:{c}", a.atlas_steps, seed=r)[0] for c in cs))
-    ours_tp = a.atlas * a.atlas_steps / statistics.median(ours_t)
-    if theirs_t:
-        theirs_tp = a.atlas * a.atlas_steps / statistics.median(theirs_t)
-        rows.append((f"(b) {a.atlas}-channel atlas, image-steps/s", ours_tp, theirs_tp, ours_tp / theirs_tp, ">= 3"))
-    else:
-        rows.append((f"(b) {a.atlas}-channel atlas, image-steps/s", ours_tp, float("nan"), float("nan"), ">= 3"))
-
-    # (d): overhead of our step over a bare truncated forward+backward of the same batch
-    ours_1 = statistics.median(step_times[2:] if len(step_times) > 4 else step_times)
-    bare_1 = bare_step(probe, 1, max(5, a.repeats * 3))
-    rows.append(("(d) step time, 1 image (s)", ours_1, bare_1, ours_1 / bare_1 - 1, "<= 0.30 overhead"))
-    ours_n = statistics.median(atlas_steps[2:] if len(atlas_steps) > 4 else atlas_steps)
-    bare_n = bare_step(probe, a.atlas, max(3, a.repeats))
-    rows.append((f"(d) step time, {a.atlas} images (s)", ours_n, bare_n, ours_n / bare_n - 1, "<= 0.30 overhead"))
-
-    print(f"\n| {'measure':<38} | {'cnnwidgets':>11} | {'Lucent / bare':>13} | {'ratio':>8} | target |")
-    print(f"|{'-' * 40}|{'-' * 13}|{'-' * 15}|{'-' * 10}|--------|")
+    w = max(len(r[0]) for r in rows)
+    print(f"\n| {'measure':<{w}} | {'cnnwidgets':>10} | {'Lucent/bare':>11} | {'ratio':>6} | target  | met |")
+    print(f"|{'-' * (w + 2)}|{'-' * 12}|{'-' * 13}|{'-' * 8}|---------|-----|")
     for name, o, t, ratio, target in rows:
-        print(f"| {name:<38} | {o:>11.4g} | {t:>13.4g} | {ratio:>8.3g} | {target} |")
+        goal = float(target.split()[-1])
+        met = (ratio <= goal) if target.startswith("<=") else (ratio >= goal)
+        print(f"| {name:<{w}} | {o:>10.4g} | {t:>11.4g} | {ratio:>6.3g} | {target:<7} | {'yes' if met else 'NO':<3} |")
     if why is not None:
         print(f"\nLucent's render_vis could not run here: {why}")
-    print("\n(d) 'ratio' is the overhead: our step time / bare truncated forward+backward - 1 "
-          "(the bare batch is fed at 248 px, our transforms vary it 223..273 px).")
+    print("\n(a) (b) ratio: ours / Lucent. (c) ratio: our final objective / Lucent's (same seeds, same steps). "
+          "(d) ratio is the overhead: our median step time / median bare truncated forward+backward at the same "
+          "transformed sizes - 1.")
 
 
 if __name__ == "__main__":

@@ -241,3 +241,26 @@ def test_deepdream_changes_the_photo_towards_the_layer(probe):
     assert (last - photo).abs().mean() > 0.01  # it dreamed
     assert steps[-1].objective > steps[3].objective  # ascent within the last octave
     assert hook_count(probe.model) == 0
+
+
+def test_step_images_are_their_own_step_and_the_model_is_frozen_during_the_run(probe):
+    """Images are computed lazily, yet each step keeps the image after its own update; the run holds
+    one frozen model state (Probe.frozen) and restores it at the end."""
+    model = probe.model
+    frozen_during = []
+    steps = []
+    for s in D.dream(probe, D.channel(L, 2), steps=4, size=SIZE, seed=3):
+        frozen_during.append(not any(p.requires_grad for p in model.parameters()) and not model.training)
+        steps.append(s)
+    assert all(frozen_during) and any(p.requires_grad for p in model.parameters()) is True
+    assert hook_count(model) == 0
+    again = list(D.dream(probe, D.channel(L, 2), steps=4, size=SIZE, seed=3))
+    for i, (a, b) in enumerate(zip(steps, again)):  # read in order vs read after the run
+        torch.testing.assert_close(b.image, a.image)
+        assert b.value is b.image and b.image.device.type == "cpu"
+    assert not torch.equal(again[0].image, again[3].image)
+    with probe.frozen():
+        with probe.frozen():  # nested
+            assert not any(p.requires_grad for p in model.parameters())
+        assert not any(p.requires_grad for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
