@@ -99,15 +99,16 @@ def bare_sizes(k: int, seed: int = 0) -> list[int]:
 def bare_step(probe, layer: str, n: int, reps: int) -> float:
     """Median time of a bare truncated forward+backward of an ``n``-image batch (input leaf with grad,
     mean of channel 0 backwards), at the sizes our transforms produce (same distribution as a run)."""
+    sizes = bare_sizes(reps)
     times = []
-    for s in [SIZE + 24] * 2 + bare_sizes(reps):  # two warm-ups
+    for s in sorted(set(sizes)) + sizes:  # first once per size: warm-ups (oneDNN builds its kernels per shape)
         x = torch.rand(n, 3, s, s, device=probe.device).requires_grad_(True)
         t = time.perf_counter()
         a = probe.capture(x, [layer], grad=True)[layer]
         a[:, 0].mean().backward()
         _ = x.grad.sum().item()  # wait for the device
         times.append(time.perf_counter() - t)
-    return statistics.median(times[2:])
+    return statistics.median(times[len(set(sizes)):])
 
 
 def panel_default_layer(probe) -> str:
@@ -124,6 +125,9 @@ def bench_layer(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
     lname = layer.replace(".", "_")
     # (a) one channel: steps/s (and per-step times for (d))
     ours_t, theirs_t, step_times = [], [], []
+    ours_run(probe, obj, a.steps, seed=99)  # warm-ups: every transformed size once
+    if lmodel is not None:
+        lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.steps, seed=99)
     for r in range(a.repeats):
         times = []
         t, _ = ours_run(probe, obj, a.steps, seed=r, batch_times=times)
