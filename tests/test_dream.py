@@ -264,3 +264,18 @@ def test_step_images_are_their_own_step_and_the_model_is_frozen_during_the_run(p
             assert not any(p.requires_grad for p in model.parameters())
         assert not any(p.requires_grad for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_rerun_checks_its_objective_without_another_forward(probe):
+    """Layer shapes are remembered per probe and size; a bad argument still gets its clear error."""
+    D.run(probe, D.channel(L, 1), steps=1, size=SIZE)
+    calls = []
+    real = probe.capture
+    probe.capture = lambda *a, **k: (calls.append(k.get("grad")), real(*a, **k))[1]
+    try:
+        D.run(probe, D.channel(L, 2), steps=1, size=SIZE)
+        with pytest.raises(ValueError, match="Channel 99 is out of range"):
+            D.dream(probe, D.channel(L, 99), steps=1, size=SIZE)
+    finally:
+        del probe.capture
+    assert calls == [True]  # the one step's forward, no checking forward

@@ -15,6 +15,7 @@ the model as it was, whatever happens (error, interrupt, generator closed early)
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -157,6 +158,23 @@ def check(probe, objective: Objective, size: tuple[int, int], channels: int) -> 
     return shapes
 
 
+_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # probe -> {(layers, h, w, channels): shapes}
+
+
+def checked(probe, objective: Objective, size: tuple[int, int], channels: int) -> dict:
+    """:func:`check`, remembering the layer shapes per probe and size: a re-run (Start again, the
+    next image of a gallery) validates its objective without another forward."""
+    names = layer_keys(probe, objective)
+    key = (tuple(sorted(names.items())), int(size[0]), int(size[1]), channels)
+    memo = _SHAPES.setdefault(probe, {})
+    shapes = memo.get(key)
+    if shapes is None:
+        shapes = memo[key] = check(probe, objective, size, channels)
+    else:
+        objective.check(probe, shapes)
+    return shapes
+
+
 def make_param(probe, preset: Preset, shape, generator, init=None, sd=None) -> P.ImageParam:
     dev = probe.device
     if preset.param == "pixels":
@@ -230,7 +248,7 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         tlist = list(transforms)
     transform = TR.compose(tlist)
 
-    check(probe, objective, (h, w), channels)  # clear errors before the first step
+    checked(probe, objective, (h, w), channels)  # clear errors before the first step
     names = layer_keys(probe, objective)
     capture_names = sorted(set(names.values()))
     if chunk is None:
