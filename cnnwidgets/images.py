@@ -250,7 +250,8 @@ def sample_dataset(n: int = 16, size: int = 224, names: Iterable[str] | None = N
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}.")
     photos = sample_images(names)
-    labels = [list(photos)[i % len(photos)] for i in range(n)]
+    names = list(photos)
+    labels = [names[i % len(names)] for i in range(n)]
     imgs = [to_tensor(im) for im in photos.values()]
     g = torch.Generator().manual_seed(seed)
     out = []

@@ -117,3 +117,11 @@ def test_panel_save(probe, data, tmp_path):
     from PIL import Image
 
     assert Image.open(out).size[0] > 300
+
+
+def test_a_linked_layer_outside_the_slider_joins_it(probe, data):
+    """The Explorer may set a block (from a CKA click): the slider shows it instead of drifting apart."""
+    images, labels = data
+    panel = cw.Embedding(probe, images[:6], labels[:6])
+    panel.layer = "_blocks.3"
+    assert panel.slider.value == "_blocks.3" == panel.layer

@@ -12,6 +12,7 @@ from ..analyses import embedding as E
 from ..images import sample_dataset
 from ..runner import Step
 from ._base import Message, Panel, RunControls, image_widget, layer_caption, layer_slider, set_image
+from ._controls import set_slider_layer
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -82,7 +83,8 @@ class Embedding(Panel):
         self.top_caption = W.HTML()
         self.top_button.on_click(lambda _: self.show_top())
 
-        self.slider.observe(lambda ch: setattr(self, "layer", ch["new"]), "value")
+        self._syncing = False
+        self.slider.observe(lambda ch: None if self._syncing else setattr(self, "layer", ch["new"]), "value")
         self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
         self.layer = self.slider.value
         super().__init__([
@@ -97,8 +99,11 @@ class Embedding(Panel):
     @T.observe("layer")
     def _on_layer(self, change):
         l = self.probe.layer(change["new"])
-        if self.slider.value != l.name and l.name in [o[1] for o in self.slider.options]:
-            self.slider.value = l.name
+        self._syncing = True  # options may change under the slider: its observer must not answer back
+        try:
+            set_slider_layer(self.slider, self.probe, self.probe.layers, l.name)
+        finally:
+            self._syncing = False
         self.channel_picker.max = max(0, (l.channels or 1) - 1)
         self.coords = None
         self.fig.title = f"{l.name}: press Compute"

@@ -81,9 +81,8 @@ class Explorer(Panel):
                 except Exception:  # e.g. a layer this panel does not show: keep its own
                     setattr(self, trait, getattr(panel, trait))
                 self._links.append(T.link((self, trait), (panel, trait)))
-        for a, b in (("layer_a", "layer"),):  # a CKA cell click selects its first layer
-            if panel.has_trait(a):
-                panel.observe(lambda ch: self._follow_cka(ch["new"]), a)
+        if panel.has_trait("layer_a"):  # a CKA cell click selects its first layer
+            panel.observe(lambda ch: self._follow_cka(ch["new"]), "layer_a")
 
     def _follow_cka(self, name) -> None:
         if name and name in self.probe.all_layers:
