@@ -78,12 +78,44 @@ class CKAResult:
 
 # --- kernels and HSIC on Gram matrices (batched: ... x n x n) ---------------------------------------
 
+CANCEL_RATIO = 8.0  #: trace(K) / trace(HKH) above this: the features' mean dominates their spread -> shift first
+
+
+def _cpu_syrk(x: torch.Tensor):
+    """``x @ x.T`` (float64 numpy) of a 2-D CPU tensor through numpy, whose ``a @ a.T`` is BLAS's symmetric
+    rank-k product (``syrk``): half the multiplications of the general product torch uses. ``None`` where
+    that path does not apply (GPU, batched, autograd, other dtypes)."""
+    if x.ndim != 2 or x.device.type != "cpu" or x.requires_grad or x.dtype not in (torch.float32, torch.float64):
+        return None
+    xn = x.contiguous().numpy()
+    return (xn @ xn.T).astype(np.float64, copy=False)
+
+
+def _needs_shift(tr: float, total: float, n: int) -> bool:
+    return tr > CANCEL_RATIO * (tr - total / n)  # trace(HKH) = trace(K) - 1'K1 / n
+
+
 def gram_linear(x: torch.Tensor) -> torch.Tensor:
-    """``x``: ``n x d`` (or ``G x n x d``) -> float64 Gram ``n x n`` (``G x n x n``)."""
+    """``x``: ``n x d`` (or ``G x n x d``) -> float64 Gram ``n x n`` (``G x n x n``).
+
+    The product runs in the features' precision. Centred Grams do not change when a constant is subtracted
+    from every image's features (``H(X - 1s) = HX``), so when the mean dominates (``trace K`` more than
+    :data:`CANCEL_RATIO` times ``trace HKH``, where float32 sums would cancel) the features are shifted by
+    their mean and the product is formed again; otherwise no copy of the features is made.
+    """
     x = x.reshape(*x.shape[:-1], -1) if x.ndim > 1 else x
-    shift = x.mean(dim=-2, keepdim=True)  # H(X - 1s) = HX: centred Grams are unchanged, sums stay small
-    xs = x - shift
-    return _f64(xs @ xs.transpose(-1, -2))
+    n = x.shape[-2]
+    g = _cpu_syrk(x)
+    if g is not None:  # numpy throughout: torch's and BLAS's thread pools would wait on each other between calls
+        if _needs_shift(float(np.trace(g)), float(g.sum()), n):
+            g = _cpu_syrk(x - x.mean(dim=0, keepdim=True))
+        return torch.from_numpy(g)
+    g = _f64(x @ x.transpose(-1, -2))
+    tr = torch.diagonal(g, dim1=-2, dim2=-1).sum(-1)
+    if any(_needs_shift(float(a), float(b), n) for a, b in zip(tr.reshape(-1), g.sum((-2, -1)).reshape(-1))):
+        xs = x - x.mean(dim=-2, keepdim=True)
+        g = _f64(xs @ xs.transpose(-1, -2))
+    return g
 
 
 def gram_rbf(k_linear: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
