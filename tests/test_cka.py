@@ -52,6 +52,19 @@ def test_equals_numpy_formula_on_random_features():
     assert abs(C.cka(t(X), t(Z)) - linear_CKA(X, Z)) < 1e-6
 
 
+def test_float32_features_with_a_large_mean_keep_float64_accuracy():
+    # Grams are formed in the features' precision; a mean 100x the spread would cancel in float32 sums,
+    # so the engine must detect it and shift first (the float64 formula is the reference).
+    X, Y = rand(64, 3000, 4), rand(64, 2000, 5)
+    Y[:, :1000] += 0.5 * X[:, :1000]
+    X32, Y32 = (X + 100.0).astype(np.float32), (Y - 100.0).astype(np.float32)
+    expect = linear_CKA(X32.astype(np.float64), Y32.astype(np.float64))
+    assert abs(C.cka(t(X32), t(Y32)) - expect) < 1e-6
+    g = C.gram_linear(t(X32)).numpy()
+    Xc = X32.astype(np.float64) - X32.astype(np.float64).mean(0)
+    np.testing.assert_allclose(centering(g), Xc @ Xc.T, rtol=0, atol=1e-4 * np.abs(Xc @ Xc.T).max())
+
+
 def test_matrix_equals_numpy_formula_on_real_activations(acts):
     res = C.cka_matrix({n: a for n, a in acts.items()})
     X = [acts[n].flatten(1).double().numpy() for n in BLOCKS]
