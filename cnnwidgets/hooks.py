@@ -118,3 +118,39 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
                 if table:
                     for k in [k for k in table if k not in old[d]]:
                         del table[k]
+
+
+def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
+    """``(conv, batchnorm)`` module names where a ``BatchNorm2d``'s input is exactly the output of a
+    ``Conv2d`` (the tensor itself), each of the two called once, seen in one forward of ``x`` (eval, no grad)."""
+    named = {n: m for n, m in model.named_modules() if n}
+    made_by: dict[int, tuple[str, torch.Tensor]] = {}  # the tensors are held, so no id is reused meanwhile
+    fed: list[tuple[torch.Tensor, str]] = []
+    calls: dict[str, int] = {}
+
+    def on_conv(name):
+        def fn(module, inputs, output):
+            calls[name] = calls.get(name, 0) + 1
+            made_by[id(output)] = (name, output)
+        return fn
+
+    def on_bn(name):
+        def fn(module, inputs, output):
+            calls[name] = calls.get(name, 0) + 1
+            fed.append((inputs[0], name))
+        return fn
+
+    handles = []
+    try:
+        with model_state(model), torch.no_grad():
+            for n, m in named.items():
+                if isinstance(m, nn.Conv2d):
+                    handles.append(m.register_forward_hook(on_conv(n)))
+                elif isinstance(m, nn.BatchNorm2d):
+                    handles.append(m.register_forward_hook(on_bn(n)))
+            model(x)
+            pairs = [(made_by[id(t)][0], bn) for t, bn in fed if id(t) in made_by and made_by[id(t)][1] is t]
+    finally:
+        for h in handles:
+            h.remove()
+    return [(c, b) for c, b in pairs if calls.get(c) == 1 and calls.get(b) == 1]

@@ -281,6 +281,42 @@ class Probe:
             with self._lock:
                 state.__exit__(None, None, None)
 
+    def folded(self, keep=()) -> "Probe":
+        """A Probe over a private copy of the model with each BatchNorm folded into the convolution
+        that feeds it (:mod:`cnnwidgets.fold`): same layer names and, in eval mode, the same outputs up
+        to rounding, with forward+backward passes ~1.4x faster on a CPU. For loops of many gradient
+        steps (a dream). Convolutions in ``keep`` stay unfolded (their raw output is read).
+
+        The copy is checked against the model on a random input (the ``keep`` layers and the output)
+        and built again when the weights change; ``self`` when nothing folds or the check fails."""
+        keep = tuple(sorted(self.layer(k).name for k in keep))
+        key = (self._weights_version(), keep)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        from .fold import fold_batchnorm
+
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(2, self.transform.channels, *self.transform.input_size, generator=g).to(self.device)
+        with self._lock:
+            model, pairs = fold_batchnorm(self.model, x[:1], keep)
+        result = self
+        if pairs:
+            other = Probe(model, device=self.device, transform=self.transform)
+            names = [n for n in keep if n in other.all_layers]
+            try:
+                a = self.capture(x, names, truncate=False) if names else {}
+                b = other.capture(x, names, truncate=False) if names else {}
+                a["output"], b["output"] = self.forward(x, preprocess=False), other.forward(x, preprocess=False)
+                same = all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-3 * float(a[k].abs().max()) + 1e-6)
+                           for k in a)
+            except (RuntimeError, TypeError, AttributeError):  # outputs that are not tensors: keep the model as it is
+                same = False
+            if same:
+                result = other
+        self._folded_cache = (key, result)
+        return result
+
     def forward(self, images, preprocess: bool = True, grad: bool = False) -> torch.Tensor:
         """The model's output for images (logits for a classifier), state restored."""
         x = self.prepare(images, preprocess)

@@ -295,3 +295,37 @@ def test_device_is_used_for_everything(probe, cat):
     assert probe.device == next(probe.model.parameters()).device
     assert probe.prepare(cat).device == probe.device
     assert probe.capture(probe.prepare(cat), 0)["_conv_stem"].device == probe.device
+
+
+def test_folded_copy_gives_the_same_outputs_and_leaves_the_model_alone(probe):
+    """BatchNorms folded into their convs (for dream loops): a private copy, same names and outputs."""
+    import copy as _copy
+
+    before = _copy.deepcopy(probe.model.state_dict())
+    keep = "_blocks.8._expand_conv"  # its BatchNorm (_blocks.8._bn0) must stay: the raw conv output is read
+    f = probe.folded([keep])
+    assert f is not probe and f.model is not probe.model
+    assert probe.folded([keep]) is f  # cached while the weights stay the same
+    assert type(f.all_layers["_blocks.8._bn0"].module).__name__ == "BatchNorm2d"
+    assert type(f.all_layers["_blocks.8._bn1"].module).__name__ == "Identity"
+    x = probe.prepare(cw.sample_batch(2, seed=1))
+    names = [keep, "_blocks.8._bn1", "_blocks.3._project_conv", "_blocks.15"]
+    a = probe.capture(x, names[:1] + names[1:], truncate=False)
+    b = f.capture(x, names, truncate=False)
+    for n in names[:2] + names[3:]:  # a kept conv, a folded BatchNorm's output, a block output
+        torch.testing.assert_close(b[n], a[n], rtol=1e-4, atol=1e-4 * float(a[n].abs().max()))
+    # a conv whose BatchNorm was folded now gives the BatchNorm's output (so objectives keep their convs unfolded)
+    assert not torch.allclose(b["_blocks.3._project_conv"], a["_blocks.3._project_conv"], atol=1e-2)
+    torch.testing.assert_close(f.forward(x, preprocess=False), probe.forward(x, preprocess=False), rtol=1e-4, atol=1e-4)
+    for k, v in probe.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.requires_grad for p in probe.model.parameters()) and hook_count(probe.model) == 0
+    with torch.no_grad():  # a weight change builds a new copy
+        probe.model._conv_stem.weight.mul_(1.0)
+    assert probe.folded([keep]) is not f
+
+
+def test_folded_falls_back_to_the_model_when_nothing_folds():
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+    p = cw.Probe(m, device="cpu", input_size=16)
+    assert p.folded() is p

@@ -42,7 +42,7 @@ class Preset:
     steps: int = 256
 
 
-CPU_CHUNK = 4  #: images per forward slice on a CPU (see :func:`dream`'s ``chunk``)
+CPU_CHUNK = 2  #: images per forward slice on a CPU (see :func:`dream`'s ``chunk``)
 
 PRESETS = {
     "naive": Preset(param="pixels", lr=0.1, weight_decay=1e-6, transforms=None, rescale="minmax", init="uniform", steps=256),
@@ -201,7 +201,8 @@ def resolve_preset(preset: str | Preset, **overrides) -> Preset:
 def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = "regularized", size: int | Sequence[int] | None = None,
           batch: int | None = None, lr: float | None = None, seed: int = 0, init: torch.Tensor | None = None,
           transforms: Sequence | str | None = None, weight_decay: float | None = None, param: str | None = None,
-          decorrelate: bool | None = None, chunk: int | None = None, channels_last: bool = False) -> Iterator[DreamStep]:
+          decorrelate: bool | None = None, chunk: int | None = None, channels_last: bool | None = None,
+          fold_bn: bool = True) -> Iterator[DreamStep]:
     """Maximise ``objective`` on ``probe``'s model; yields a :class:`DreamStep` per step.
 
     ``size``: image size (default: the model's input size); ``batch``: images (default: what the
@@ -209,8 +210,11 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
     ``N x C x H x W`` in [0, 1] (pixels only); ``transforms``: ``"standard"``, ``()`` or a list of
     :mod:`.transforms` functions. Deterministic for a ``seed`` (on a given device).
     ``chunk``: run the forward/backward in slices of this many images (same result; on a CPU,
-    slices of a few images keep each layer in cache; default 4 on CPU, the whole batch elsewhere);
-    ``channels_last``: feed the model NHWC tensors (faster convolutions on some CPUs).
+    slices of a few images keep each layer in cache; default 2 on a CPU (measured best of 1-8 with 2 threads), the whole batch elsewhere);
+    ``channels_last``: feed the model NHWC tensors (default: on a CPU, where oneDNN's convolutions
+    and their backward run 1.2-1.6x faster that way; the values are the same up to rounding).
+    ``fold_bn``: run the steps on :meth:`Probe.folded` (BatchNorms folded into their convolutions in a
+    private copy of the model: eval-mode outputs equal up to rounding, ~1.4x faster steps).
     """
     objective = as_objective(objective)
     pr = resolve_preset(preset, lr=lr, weight_decay=weight_decay, param=param, decorrelate=decorrelate,
@@ -255,8 +259,15 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         chunk = CPU_CHUNK if probe.device.type == "cpu" else n
     if int(chunk) < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}.")
+    if channels_last is None:
+        channels_last = prefers_channels_last(probe)
     return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names,
-                 int(chunk), bool(channels_last))
+                 int(chunk), bool(channels_last), bool(fold_bn))
+
+
+def prefers_channels_last(probe) -> bool:
+    """Whether a dream feeds ``probe`` NHWC images by default: on a CPU (oneDNN), yes."""
+    return probe.device.type == "cpu"
 
 
 def forward_chunks(probe, x, names: list[str], chunk: int, channels_last: bool = False) -> dict:
@@ -269,20 +280,22 @@ def forward_chunks(probe, x, names: list[str], chunk: int, channels_last: bool =
     return {nm: torch.cat([p[nm] for p in parts]) for nm in names}
 
 
-def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names, chunk, channels_last):
+def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names, chunk, channels_last,
+          fold_bn):
     generator = torch.Generator().manual_seed(int(seed))
     prm = make_param(probe, pr, (n, channels, h, w), generator, init)
     opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
     std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
     last_good = DreamStep.lazy(0, steps, prm.snapshot())
-    with probe.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
+    model = probe.folded(capture_names) if fold_bn else probe  # built when the run starts, not at dream()
+    with model.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
         for i in range(1, steps + 1):
             opt.zero_grad(set_to_none=True)
             img = prm()
             last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
             x = (transform(img, generator) - mean) / std
-            got = forward_chunks(probe, x, capture_names, chunk, channels_last)
+            got = forward_chunks(model, x, capture_names, chunk, channels_last)
             values = objective({k: got[nm] for k, nm in names.items()})
             if values.ndim == 0:
                 values = values.expand(n)
