@@ -87,12 +87,10 @@ def layer_slider(probe, layers=None, value=None, description: str = "layer") -> 
     layers = list(layers if layers is not None else probe.layers)
     if not layers:
         raise ValueError(f"{probe.name} has no layers to show.")
-    options = [(l.label, l.name) for l in layers]
     names = [l.name for l in layers]
-    s = W.SelectionSlider(options=options, value=value if value in names else names[0], description=description,
-                          continuous_update=True, layout=W.Layout(width="98%"),
-                          style={"description_width": "initial"})
-    return s
+    return W.SelectionSlider(options=[(l.label, l.name) for l in layers], value=value if value in names else names[0],
+                             description=description, continuous_update=True, layout=W.Layout(width="98%"),
+                             style={"description_width": "initial"})
 
 
 def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
@@ -104,16 +102,55 @@ def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
             f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}</div>")
 
 
-def layer_caption(slider: W.SelectionSlider, probe) -> W.HTML:
-    """An HTML line under a layer slider that follows it, with the whole label (the readout is clipped)."""
-    cap = W.HTML()
+class LayerSlider:
+    """A panel's layer slider (``.slider``) and the caption under it (``.caption``: ``layer 7 of 49: name ·
+    type · output``), kept in step with the panel's ``layer`` trait both ways: a user's move calls
+    ``on_move(name)``; :meth:`show` moves the slider to any layer — added to the options when it is not one
+    of ``layers`` (a linked panel chose it) — without answering back."""
 
-    def update(_=None):
-        cap.value = layer_label(probe, slider, slider.value)
+    def __init__(self, probe, layers=None, value=None, on_move=None, description: str = "layer", readout: bool = True):
+        self.probe = probe
+        self.base = list(layers if layers is not None else probe.layers)
+        self.slider = layer_slider(probe, self.base, value, description)
+        self.slider.readout = readout
+        self.caption = W.HTML()
+        self._on_move = on_move
+        self._quiet = False
+        self.slider.observe(self._moved, "value")
+        self._caption()
 
-    slider.observe(update, "value")
-    update()
-    return cap
+    @property
+    def value(self) -> str:
+        return self.slider.value
+
+    def _caption(self) -> None:
+        self.caption.value = layer_label(self.probe, self.slider, self.slider.value)
+
+    def _moved(self, change) -> None:
+        self._caption()
+        if not self._quiet and change["new"] is not None and self._on_move is not None:
+            self._on_move(change["new"])
+
+    def options_for(self, name: str) -> list[tuple[str, str]]:
+        """``(label, name)`` of the base layers plus ``name`` (any module), in forward order."""
+        layers = list(self.base)
+        if name and name not in [l.name for l in layers] and name in self.probe.all_layers:
+            layers.append(self.probe.all_layers[name])
+            layers.sort(key=lambda l: l.order)
+        return [(l.label, l.name) for l in layers]
+
+    def show(self, name: str) -> None:
+        """Move to layer ``name`` (adding it to the options if needed) without calling ``on_move``."""
+        self._quiet = True  # changing the options may change the value: that is not a user's move
+        try:
+            opts = self.options_for(name)
+            if [o[1] for o in opts] != [o[1] for o in self.slider.options]:
+                self.slider.options = opts
+            if self.slider.value != name:
+                self.slider.value = name
+        finally:
+            self._quiet = False
+        self._caption()
 
 
 def uploaded_files(upload: W.FileUpload) -> list[tuple[str, bytes]]:

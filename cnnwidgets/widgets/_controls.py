@@ -8,7 +8,7 @@ from typing import Callable
 import ipywidgets as W
 
 from ..images import noise_image, sample_image, to_tensor
-from ._base import Message, clear_upload, uploaded_files, layer_label
+from ._base import Message, clear_upload, uploaded_files
 
 NOISE = "uniform noise"
 GIVEN = "your image"
@@ -96,19 +96,3 @@ class ImageInput(W.HBox):
         return True
 
 
-def layer_options(probe, base, extra: str | None = None) -> list[tuple[str, str]]:
-    """Slider options ``(label, name)`` for ``base`` layers plus ``extra`` (any module) in forward order."""
-    layers = list(base)
-    if extra and extra not in [l.name for l in layers] and extra in probe.all_layers:
-        layers.append(probe.all_layers[extra])
-        layers.sort(key=lambda l: l.order)
-    return [(l.label, l.name) for l in layers]
-
-
-def set_slider_layer(slider: W.SelectionSlider, probe, base, name: str) -> None:
-    """Move ``slider`` to layer ``name``, adding it to the options if it is not one of ``base``."""
-    opts = layer_options(probe, base, name)
-    if [o[1] for o in opts] != [o[1] for o in slider.options]:
-        slider.options = opts
-    if slider.value != name:
-        slider.value = name

@@ -11,8 +11,8 @@ import traitlets as T
 
 from .. import render
 from ..analyses import dream as D
-from ._base import IPYW8, Message, Panel, RunControls, layer_caption, layer_slider, set_image
-from ._controls import ImageInput, set_slider_layer
+from ._base import IPYW8, LayerSlider, Message, Panel, RunControls, set_image
+from ._controls import ImageInput
 
 SINGLE, ATLAS, DEEPDREAM, COMPARE = "single", "atlas", "deepdream", "compare"
 NAIVE, REGULARIZED = "naive", "regularized"
@@ -87,14 +87,14 @@ class Dream(Panel):
         self._lock = threading.Lock()
         self._caption = ""
         self._run_mode = SINGLE
-        self._syncing = False
         gpu = probe.device.type != "cpu"
         default_size = min(probe.transform.input_size) if gpu else 128
 
         # --- objective -----------------------------------------------------------------------------
         names = probe.layers.names
         start = probe.layer(layer).name if layer is not None else names[len(names) // 2]
-        self.layer_slider = layer_slider(probe, value=start)
+        self.layer_control = LayerSlider(probe, value=start, on_move=lambda name: setattr(self, "layer", name))
+        self.layer_slider = self.layer_control.slider
         self.objective_buttons = W.ToggleButtons(options=[("channel", "channel"), ("neuron", "neuron"), ("whole layer", "layer")],
                                                  value="channel", tooltips=["mean of one channel's map", "one unit at (x, y)",
                                                  "mean of the whole layer (DeepDream)"], style={"button_width": "96px"})
@@ -158,13 +158,12 @@ class Dream(Panel):
         super().__init__([
             W.HBox([_label("Mode", "70px"), self.mode_buttons]),
             self.preset_row,
-            self.layer_slider, layer_caption(self.layer_slider, probe), self.objective_row, self.neuron_row, self.settings_row, self.mode_row,
+            self.layer_slider, self.layer_control.caption, self.objective_row, self.neuron_row, self.settings_row, self.mode_row,
             self.controls, self.message, view, gallery,
         ])
         self.add_class("cnnwidgets-dream")
 
         # --- wiring --------------------------------------------------------------------------------
-        self.layer_slider.observe(lambda ch: None if self._syncing else setattr(self, "layer", ch["new"]), "value")
         T.link((self.mode_buttons, "value"), (self, "mode"))
         T.link((self.preset_buttons, "value"), (self, "preset"))
         T.link((self.objective_buttons, "value"), (self, "objective"))
@@ -210,12 +209,7 @@ class Dream(Panel):
             return self.layer
 
     def _on_layer_trait(self, change):
-        name = change["new"]
-        self._syncing = True
-        try:
-            set_slider_layer(self.layer_slider, self.probe, self.probe.layers, name)
-        finally:
-            self._syncing = False
+        self.layer_control.show(change["new"])
         self._on_layer()
 
     def _on_layer(self):

@@ -11,8 +11,7 @@ from .. import render
 from ..analyses import embedding as E
 from ..images import sample_dataset
 from ..runner import Step
-from ._base import Message, Panel, RunControls, image_widget, layer_caption, layer_slider, set_image
-from ._controls import set_slider_layer
+from ._base import LayerSlider, Message, Panel, RunControls, image_widget, set_image
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -45,7 +44,9 @@ class Embedding(Panel):
         self.top: E.TopImages | None = None
         self.message = Message()
 
-        self.slider = layer_slider(probe, value=layer or probe.layers[len(probe.layers) // 2].name)
+        self.layer_control = LayerSlider(probe, value=layer or probe.layers[len(probe.layers) // 2].name,
+                                         on_move=lambda name: setattr(self, "layer", name))
+        self.slider = self.layer_control.slider
         self.method = W.ToggleButtons(options=[("PCA", "pca"), ("t-SNE", "tsne")], value=method, description="map")
         self.pool = W.Dropdown(options=[("mean over space", "mean"), ("max over space", "max")], value="mean", description="pool")
         self.controls = RunControls(self._job, self._frame, total=lambda: n, message=self.message)
@@ -83,13 +84,11 @@ class Embedding(Panel):
         self.top_caption = W.HTML()
         self.top_button.on_click(lambda _: self.show_top())
 
-        self._syncing = False
-        self.slider.observe(lambda ch: None if self._syncing else setattr(self, "layer", ch["new"]), "value")
         self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
         self.layer = self.slider.value
         super().__init__([
             W.HTML(f"<b>Embedding</b> — where <code>{probe.name}</code> puts {n} images ({len(classes)} labels)"),
-            self.slider, layer_caption(self.slider, probe), W.HBox([self.method, self.pool]), self.controls, self.message,
+            self.slider, self.layer_control.caption, W.HBox([self.method, self.pool]), self.controls, self.message,
             W.HBox([self.fig, W.VBox([self.legend, W.HTML("<hr>"), self.picked_label, self.picked])]),
             W.HTML("<b>Images that excite a channel most</b>"),
             W.HBox([self.channel_picker, self.top_button]), self.top_caption, self.top_image,
@@ -99,11 +98,7 @@ class Embedding(Panel):
     @T.observe("layer")
     def _on_layer(self, change):
         l = self.probe.layer(change["new"])
-        self._syncing = True  # options may change under the slider: its observer must not answer back
-        try:
-            set_slider_layer(self.slider, self.probe, self.probe.layers, l.name)
-        finally:
-            self._syncing = False
+        self.layer_control.show(l.name)
         self.channel_picker.max = max(0, (l.channels or 1) - 1)
         self.coords = None
         self.fig.title = f"{l.name}: press Compute"

@@ -10,8 +10,8 @@ import traitlets as T
 
 from .. import render
 from ..analyses import stats
-from ._base import Message, Panel, image_widget, layer_slider, set_image
-from ._controls import ImageInput, layer_label, set_slider_layer
+from ._base import LayerSlider, Message, Panel, image_widget, set_image
+from ._controls import ImageInput
 
 CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
 GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
@@ -70,9 +70,9 @@ class FeatureMaps(Panel):
 
         # --- controls ----------------------------------------------------------------------
         first = probe.layer(layer).name if layer is not None else probe.layers[0].name
-        self.slider = layer_slider(probe, value=first)
-        self.slider.readout = False  # a long "name · type · shape" does not fit the readout: shown below instead
-        self.layer_label = W.HTML()
+        # a long "name · type · shape" does not fit the readout: the caption below shows it
+        self.layer_control = LayerSlider(probe, value=first, on_move=lambda name: setattr(self, "layer", name), readout=False)
+        self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
         self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
                                                description="channel", layout=W.Layout(width="150px"),
                                                style={"description_width": "55px"})
@@ -151,8 +151,6 @@ class FeatureMaps(Panel):
         ])
 
         # --- wiring ------------------------------------------------------------------------
-        self._syncing = False
-        self.slider.observe(self._on_slider, "value")
         self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
         self.cmap_picker.observe(lambda ch: setattr(self, "cmap", ch["new"]), "value")
         self.norm_picker.observe(lambda ch: setattr(self, "norm", ch["new"]), "value")
@@ -201,19 +199,8 @@ class FeatureMaps(Panel):
 
     @T.observe("layer")
     def _layer_changed(self, change):
-        self._syncing = True
-        try:
-            set_slider_layer(self.slider, self.probe, self.probe.layers, change["new"])
-        except Exception as e:  # pragma: no cover - a slider that refuses a value
-            self.message.exception(e)
-        finally:
-            self._syncing = False
-        self.layer_label.value = layer_label(self.probe, self.slider, change["new"])
+        self.layer_control.show(change["new"])
         self._update(keep_page=False)
-
-    def _on_slider(self, change) -> None:
-        if not self._syncing and change["new"] is not None:
-            self.layer = change["new"]
 
     @T.validate("channel")
     def _valid_channel(self, proposal):

@@ -9,8 +9,8 @@ import numpy as np
 import traitlets as T
 
 from ..analyses import stats
-from ._base import Message, Panel, layer_slider
-from ._controls import ImageInput, layer_label, set_slider_layer
+from ._base import LayerSlider, Message, Panel
+from ._controls import ImageInput
 
 COLUMNS = [  # (sort key, header, width in characters)
     ("name", "parameter", 31), ("shape", "shape", 12), ("size", "size", 9), ("mean", "mean", 9), ("std", "std", 9),
@@ -101,7 +101,6 @@ class Histogram(Panel):
         self.bins = bins
         self.message = Message()
         self._x = None
-        self._syncing = False
         self.param_layers = [l for l in probe.all_layers if stats.module_parameters(l.module)]
         if not self.param_layers:
             raise ValueError(f"{probe.name} has no layers with parameters to show.")
@@ -113,9 +112,9 @@ class Histogram(Panel):
             first = probe.layer(layer).name
         else:
             first = probe.layers[0].name if len(probe.layers) else self.param_layers[0].name
-        self.slider = layer_slider(probe, self.param_layers, value=first)
-        self.slider.readout = False
-        self.layer_label = W.HTML()
+        self.layer_control = LayerSlider(probe, self.param_layers, value=first, readout=False,
+                                         on_move=lambda name: setattr(self, "layer", name))
+        self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
         self.input = ImageInput(probe, image, self.message)
         self.weights = _Chart("weights", "#3b6ea8")
         self.bias = _Chart("bias", "#d9822b")
@@ -150,7 +149,6 @@ class Histogram(Panel):
         for chart, cls in ((self.weights, "weights"), (self.bias, "bias"), (self.acts, "activations"),
                            (self.selected, "selected")):
             chart.figure.add_class(f"cnnw-hist-{cls}")
-        self.slider.observe(self._on_slider, "value")
         self.table.observe(self._on_row, "value")
         self.input.on_change(self._on_image)
         self._fill_table()
@@ -201,18 +199,9 @@ class Histogram(Panel):
             raise T.TraitError(f"No parameter {v!r} in the state_dict." + (f" Close: {close}." if close else ""))
         return v
 
-    def _on_slider(self, change) -> None:
-        if not self._syncing and change["new"] is not None:
-            self.layer = change["new"]
-
     @T.observe("layer")
     def _layer_changed(self, change) -> None:
-        self._syncing = True
-        try:
-            set_slider_layer(self.slider, self.probe, self.param_layers, change["new"])
-        finally:
-            self._syncing = False
-        self.layer_label.value = layer_label(self.probe, self.slider, change["new"])
+        self.layer_control.show(change["new"])
         self._show_parameters()
         self._show_activations()
         params = [r.name for r in self.rows if r.module == change["new"]]
