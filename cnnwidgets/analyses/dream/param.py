@@ -6,6 +6,7 @@ the image batch ``N x C x H x W`` in [0, 1] (``param()``). Initial values come f
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -39,7 +40,9 @@ class ImageParam:
 
     @property
     def finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.params)
+        """Whether every parameter is finite (one sum each: a NaN or inf anywhere makes it non-finite;
+        so do values so large that their sum overflows, which no usable image has)."""
+        return all(math.isfinite(float(p.detach().sum())) for p in self.params)
 
 
 def _randn(shape, sd, generator, device):
@@ -88,21 +91,20 @@ def fft(shape, *, sd: float = 0.01, decay_power: float = 1.0, generator: torch.G
     n, c, h, w = shape
     freqs = rfft2d_freqs(h, w)
     spectrum = _randn((n, c) + freqs.shape + (2,), sd, generator, device)
-    scale = torch.tensor(1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power, dtype=torch.float32)
+    scale = torch.tensor(1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power / 4.0, dtype=torch.float32)  # 4: Lucid's constant
     scale = scale[None, None, ..., None].to(device)
 
     def image(spectrum):
-        s = torch.view_as_complex(scale * spectrum)
-        return torch.fft.irfftn(s, s=(h, w), norm="ortho")[:n, :c, :h, :w] / 4.0  # 4: Lucid's constant
+        return torch.fft.irfftn(torch.view_as_complex(scale * spectrum), s=(h, w), norm="ortho")  # n x c x h x w
 
     return [spectrum], image
 
 
-def decorrelate(t: torch.Tensor) -> torch.Tensor:
-    """Map 3 decorrelated colour channels to RGB (ImageNet's colour correlation); others unchanged."""
+def decorrelate(t: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+    """Map 3 decorrelated colour channels to RGB (ImageNet's colour correlation ``m``); others unchanged."""
     if t.shape[1] != 3:
         return t
-    m = COLOR_CORRELATION.to(t.device, t.dtype)
+    m = COLOR_CORRELATION.to(t.device, t.dtype) if m is None else m
     return torch.matmul(m, t.reshape(t.shape[0], 3, -1)).reshape(t.shape)  # one small GEMM, no permuted copies
 
 
@@ -116,6 +118,7 @@ def image(h: int, w: int | None = None, *, batch: int = 1, channels: int = 3, ff
     else:
         p = _randn(shape, sd, generator, device)
         params, fn = [p], (lambda t: t)
-    colour = decorrelate if decorrelated and channels == 3 else (lambda t: t)
+    m = COLOR_CORRELATION.to(device)
+    colour = (lambda t: decorrelate(t, m)) if decorrelated and channels == 3 else (lambda t: t)
     kind = ("fft" if fft_param else "pixels") + (" + decorrelated colour" if decorrelated and channels == 3 else "")
     return ImageParam(params, lambda t: torch.sigmoid(colour(fn(t))), kind)
