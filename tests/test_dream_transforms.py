@@ -38,3 +38,55 @@ def test_random_scale_sizes_and_standard_is_seeded():
     b = f(img(2, 64), torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
     assert a.shape[0] == 2 and a.shape[-1] >= 64 + 24 - 1
+
+
+def smooth(n=1, h=64, w=56):
+    """A smooth colour image: resampling it once or twice differs only at edges."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = torch.stack([0.5 + 0.4 * torch.sin(4 * xx + 2 * yy), 0.5 + 0.4 * torch.cos(3 * yy), xx * yy])
+    return img.expand(n, -1, -1, -1).clone()
+
+
+def test_one_pass_follows_the_chain_it_replaces():
+    """Same draws, same sizes; equal values where the chain is exact (whole-pixel jitters and pads),
+    close elsewhere (it interpolates once where the chain interpolates twice)."""
+    x = smooth()
+    chain, once = TR.compose(TR.standard("each")), TR.one_pass()
+    sizes = set()
+    for seed in range(12):
+        a, b = chain(x, torch.Generator().manual_seed(seed)), once(x, torch.Generator().manual_seed(seed))
+        assert a.shape == b.shape
+        sizes.add(a.shape[-1])
+        assert float((a - b).abs().mean()) < 0.01
+    assert len(sizes) > 2  # the random scale changed the size
+    # no scaling, no rotation: pad and the two jitters only, an exact whole-pixel copy
+    plain = TR.compose([TR.pad(12), TR.jitter(8), TR.random_scale([1.0]), TR.random_rotate([0]), TR.jitter(4)])  # same draws
+    shifts = TR.one_pass(scales=[1.0], angles=[0])
+    for seed in range(5):
+        g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        a = plain(x, g1)
+        b = shifts(x, g2)
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+    # rotation alone: the same bilinear rotation as rotate()
+    torch.testing.assert_close(TR.one_pass(jitter1=1, jitter2=1, scales=[1.0], angles=[7])(x), TR.rotate(TR.pad(12)(x), 7),
+                               atol=1e-4, rtol=0)
+
+
+def test_one_pass_gradient_bands_and_normalised_nhwc_output():
+    x = torch.rand(1, 3, 9, 11, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    shift = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64).view(1, 3, 1, 1)
+    small = dict(pad_px=2, jitter1=3, jitter2=2, scales=[0.9, 1.1], angles=[7, -5])
+    ref = TR.one_pass(split=1, **small)
+    for t in (TR.one_pass(split=2, **small), TR.one_pass(split=3, **small).normalising(scale, shift, channels_last=True)):
+        for seed in range(3):
+            g = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+            assert torch.autograd.gradcheck(lambda x: t(x, g()), (x,), eps=1e-6, atol=1e-5)
+            want = ref(x, g()) if t.scale is None else ref(x, g()) * scale + shift
+            torch.testing.assert_close(t(x, g()), want)
+    y = t(x, torch.Generator().manual_seed(0))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # a batch: every image gets the same draw
+    xs = torch.cat([x.detach(), x.detach().flip(-1)])
+    both = TR.one_pass(split=2, **small)(xs, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(both[1:], ref(xs[1:], torch.Generator().manual_seed(1)))

@@ -2,8 +2,8 @@
 
 Small modules, one idea each (after Lucent): :mod:`.objectives` (what to maximise; compose with
 ``+ - *``), :mod:`.param` (pixels or FFT + decorrelated colour), :mod:`.transforms` (pad, jitter,
-scale, rotate), :mod:`.engine` (the step loop, a generator of :class:`DreamStep`) and
-:mod:`.deepdream` (octaves on a photograph). No widgets here; the panel is ``cnnwidgets.Dream``.
+scale, rotate; by default all in one resampling), :mod:`.adam` (the optimiser), :mod:`.engine` (the step
+loop, a generator of :class:`DreamStep`) and :mod:`.deepdream` (octaves on a photograph). No widgets here; the panel is ``cnnwidgets.Dream``.
 
 >>> from cnnwidgets import dream as D
 >>> last = D.run(probe, D.channel("_blocks.8._project_conv", 5), steps=256)   # "regularized"

@@ -24,6 +24,7 @@ import torch
 
 from ...runner import Step
 from . import param as P
+from . import adam
 from . import transforms as TR
 from .objectives import LOGITS, Objective, as_objective
 
@@ -250,7 +251,6 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         tlist = TR.standard() if name == "standard" else []
     else:
         tlist = list(transforms)
-    transform = TR.compose(tlist)
 
     checked(probe, objective, (h, w), channels)  # clear errors before the first step
     names = layer_keys(probe, objective)
@@ -261,8 +261,22 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         raise ValueError(f"chunk must be at least 1, got {chunk}.")
     if channels_last is None:
         channels_last = prefers_channels_last(probe)
-    return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names,
+    prepare = model_input(probe, tlist, bool(channels_last))
+    return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, names, capture_names,
                  int(chunk), bool(channels_last), bool(fold_bn))
+
+
+def model_input(probe, transforms: list, channels_last: bool = False):
+    """``f(images, generator) -> model input``: the transforms, then the model's normalisation (one
+    multiply-add). When the last transform is a :class:`.transforms.OnePass` the normalisation and the
+    NHWC layout (``channels_last``) happen inside its resampling pass."""
+    mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
+    std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
+    scale, shift = 1 / std, -mean / std
+    if transforms and isinstance(transforms[-1], TR.OnePass):
+        return TR.compose(list(transforms[:-1]) + [transforms[-1].normalising(scale, shift, channels_last)])
+    transform = TR.compose(transforms)
+    return lambda images, generator: torch.addcmul(shift, transform(images, generator), scale)
 
 
 def prefers_channels_last(probe) -> bool:
@@ -280,13 +294,11 @@ def forward_chunks(probe, x, names: list[str], chunk: int, channels_last: bool =
     return {nm: torch.cat([p[nm] for p in parts]) for nm in names}
 
 
-def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform, names, capture_names, chunk, channels_last,
+def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, names, capture_names, chunk, channels_last,
           fold_bn):
     generator = torch.Generator().manual_seed(int(seed))
     prm = make_param(probe, pr, (n, channels, h, w), generator, init)
-    opt = torch.optim.Adam(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
-    mean = torch.tensor(probe.transform.mean, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
-    std = torch.tensor(probe.transform.std, device=probe.device, dtype=torch.float32).reshape(1, -1, 1, 1)
+    opt = adam.make(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     last_good = DreamStep.lazy(0, steps, prm.snapshot())
     model = probe.folded(capture_names) if fold_bn else probe  # built when the run starts, not at dream()
     with model.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
@@ -294,7 +306,7 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, transform,
             opt.zero_grad(set_to_none=True)
             img = prm()
             last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
-            x = (transform(img, generator) - mean) / std
+            x = prepare(img, generator)
             got = forward_chunks(model, x, capture_names, chunk, channels_last)
             values = objective({k: got[nm] for k, nm in names.items()})
             if values.ndim == 0:
