@@ -1,7 +1,7 @@
 """Dream engine vs Lucent's render_vis, side by side in one run (CPU by default).
 
     python benchmarks/dream.py [--steps 20] [--atlas-steps 4] [--repeats 3] [--layers early,panel,middle]
-                               [--quality-steps 64] [--seeds 16] [--threads 0] [--device cpu]
+                               [--quality-steps 64] [--seeds 16] [--threads 0] [--device cpu] [--only abcd]
 
 Same model (efficientnet_lite0, real weights), layer, channel, image (224 px FFT + decorrelated
 colour + sigmoid), transforms (Lucent's standard: pad 12, jitter 8, scale 0.9-1.1, rotate +-10,
@@ -76,15 +76,11 @@ def lucent_run(model, probe, objective: str, steps: int, seed: int):
     return dt, img
 
 
-def ours_run(probe, objective, steps: int, seed: int, batch_times: list | None = None):
+def ours_run(probe, objective, steps: int, seed: int):
     t = time.perf_counter()
     last = None
-    prev = t
     for last in D.dream(probe, objective, steps=steps, preset="regularized", size=SIZE, seed=seed):
-        now = time.perf_counter()
-        if batch_times is not None:
-            batch_times.append(now - prev)
-        prev = now
+        pass
     return time.perf_counter() - t, last.image
 
 
@@ -96,26 +92,49 @@ def bare_sizes(k: int, seed: int = 0) -> list[int]:
     return [tf(x, g).shape[-1] for _ in range(k)]
 
 
-def bare_step(probe, layer: str, n: int, reps: int) -> float:
-    """Median time of a bare truncated forward+backward of an ``n``-image batch (input leaf with grad,
-    mean of channel 0 backwards), at the sizes our transforms produce (same distribution as a run),
-    on the model our engine uses (BatchNorms folded), in the memory layout and slices it uses on this
-    device (NHWC and slices of 2 on a CPU), so
-    that the difference is what the dream adds: parameterisation, transforms, objective, optimiser."""
-    sizes = bare_sizes(reps)
-    probe = probe.folded([layer])  # the model our steps run on (BatchNorms folded into their convolutions)
-    nhwc = D.engine.prefers_channels_last(probe)
-    chunk = D.engine.CPU_CHUNK if probe.device.type == "cpu" else n
-    times = []
-    with probe.frozen():
-        for s in sorted(set(sizes)) + sizes:  # first once per size: warm-ups (oneDNN builds its kernels per shape)
-            x = torch.rand(n, 3, s, s, device=probe.device).requires_grad_(True)
+class Bare:
+    """A bare truncated forward+backward of an ``n``-image batch (input leaf with grad, mean of channel 0
+    backwards) on the model our engine uses (BatchNorms folded), in the memory layout and slices it
+    uses on this device (NHWC and slices of 2 on a CPU), at the sizes our transforms produce: the
+    difference to our step is what the dream adds (parameterisation, transforms, objective, optimiser)."""
+
+    def __init__(self, probe, layer: str, n: int):
+        self.probe, self.layer, self.n = probe.folded([layer]), layer, n
+        self.nhwc = D.engine.prefers_channels_last(self.probe)
+        self.chunk = D.engine.CPU_CHUNK if self.probe.device.type == "cpu" else n
+        self.sizes = bare_sizes(400)
+        for s in sorted(set(self.sizes)):  # warm-ups: oneDNN builds its kernels per shape
+            self(s)
+
+    def __call__(self, size: int) -> float:
+        """Seconds for one bare step at ``size`` (the model is frozen by the caller or here)."""
+        with self.probe.frozen():  # nested in the caller's: cheap
+            x = torch.rand(self.n, 3, size, size, device=self.probe.device).requires_grad_(True)
             t = time.perf_counter()
-            a = D.engine.forward_chunks(probe, x, [layer], chunk, nhwc)[layer]
+            a = D.engine.forward_chunks(self.probe, x, [self.layer], self.chunk, self.nhwc)[self.layer]
             a[:, 0].mean().backward()
             _ = x.grad.sum().item()  # wait for the device
-            times.append(time.perf_counter() - t)
-    return statistics.median(times[len(set(sizes)):])
+            return time.perf_counter() - t
+
+
+def overhead(probe, objective, layer: str, n: int, steps: int, repeats: int) -> tuple[float, float]:
+    """(d): median seconds of our step and of a bare step, measured in turns (one of ours, then one bare
+    step at a size drawn as ours are), so that both see the same machine load and cache state.
+    The first two steps of each run (checks, warm-up) are left out."""
+    bare = Bare(probe, layer, n)
+    ours, theirs = [], []
+    k = 0
+    with bare.probe.frozen():
+        for r in range(repeats):
+            run = iter(D.dream(probe, objective, steps=steps, preset="regularized", size=SIZE, seed=r))
+            next(run), next(run)
+            for _ in range(steps - 2):
+                t = time.perf_counter()
+                next(run)
+                ours.append(time.perf_counter() - t)
+                theirs.append(bare(bare.sizes[k % len(bare.sizes)]))
+                k += 1
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def panel_default_layer(probe) -> str:
@@ -123,52 +142,54 @@ def panel_default_layer(probe) -> str:
     return names[len(names) // 2]  # what cnnwidgets.Dream starts on (widgets/dream.py)
 
 
-def median_step(times: list) -> float:
-    return statistics.median(times)
-
-
 def bench_layer(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
+    if "a" in a.only:
+        bench_speed(probe, lmodel, layer, a, rows, tag)
+    if "b" in a.only and a.atlas:
+        bench_atlas(probe, lmodel, layer, a, rows, tag)
+    if "d" in a.only:
+        bench_overhead(probe, layer, a, rows, tag)
+
+
+def bench_speed(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
+    """(a) one channel: steps/s."""
     obj = D.channel(layer, CHANNEL)
     lname = layer.replace(".", "_")
-    # (a) one channel: steps/s (and per-step times for (d))
-    ours_t, theirs_t, step_times = [], [], []
+    ours_t, theirs_t = [], []
     ours_run(probe, obj, a.steps, seed=99)  # warm-ups: every transformed size once
     if lmodel is not None:
         lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.steps, seed=99)
     for r in range(a.repeats):
-        times = []
-        t, _ = ours_run(probe, obj, a.steps, seed=r, batch_times=times)
-        ours_t.append(t)
-        step_times += times[2:] or times  # the first steps warm up the allocator / oneDNN (and check the objective)
+        ours_t.append(ours_run(probe, obj, a.steps, seed=r)[0])
         if lmodel is not None:
             theirs_t.append(lucent_run(lmodel, probe, f"{lname}:{CHANNEL}", a.steps, seed=r)[0])
     ours_sps = a.steps / statistics.median(ours_t)
     theirs_sps = a.steps / statistics.median(theirs_t) if theirs_t else float("nan")
     rows.append((f"(a) 1 channel, steps/s · {tag}", ours_sps, theirs_sps, ours_sps / theirs_sps, ">= 1.5"))
 
-    # (b) an atlas of N channels: ours one batch, Lucent once per channel
-    if a.atlas:
-        cs = list(range(a.atlas))
-        ours_run(probe, D.channels(layer, cs), a.steps, seed=99)  # warm-up: the batch's shapes at every size
-        ours_t, theirs_t, atlas_times = [], [], []
-        for r in range(a.repeats):
-            times = []
-            t, _ = ours_run(probe, D.channels(layer, cs), a.atlas_steps, seed=r, batch_times=times)
-            ours_t.append(t)
-            atlas_times += times[1:] or times
-            if lmodel is not None:
-                theirs_t.append(sum(lucent_run(lmodel, probe, f"{lname}:{c}", a.atlas_steps, seed=r)[0] for c in cs))
-        ours_tp = a.atlas * a.atlas_steps / statistics.median(ours_t)
-        theirs_tp = a.atlas * a.atlas_steps / statistics.median(theirs_t) if theirs_t else float("nan")
-        rows.append((f"(b) {a.atlas}-ch atlas, image-steps/s · {tag}", ours_tp, theirs_tp, ours_tp / theirs_tp, ">= 3"))
 
-    # (d) our step vs a bare truncated forward+backward at the same sizes
-    ours_1 = median_step(step_times)
-    bare_1 = bare_step(probe, layer, 1, max(12, a.repeats * 4))
+def bench_atlas(probe, lmodel, layer: str, a, rows: list, tag: str) -> None:
+    """(b) an atlas of N channels: ours one batch, Lucent once per channel."""
+    lname = layer.replace(".", "_")
+    cs = list(range(a.atlas))
+    ours_run(probe, D.channels(layer, cs), a.steps, seed=99)  # warm-up: the batch's shapes at every size
+    ours_t, theirs_t = [], []
+    for r in range(a.repeats):
+        ours_t.append(ours_run(probe, D.channels(layer, cs), a.atlas_steps, seed=r)[0])
+        if lmodel is not None:
+            theirs_t.append(sum(lucent_run(lmodel, probe, f"{lname}:{c}", a.atlas_steps, seed=r)[0] for c in cs))
+    ours_tp = a.atlas * a.atlas_steps / statistics.median(ours_t)
+    theirs_tp = a.atlas * a.atlas_steps / statistics.median(theirs_t) if theirs_t else float("nan")
+    rows.append((f"(b) {a.atlas}-ch atlas, image-steps/s · {tag}", ours_tp, theirs_tp, ours_tp / theirs_tp, ">= 3"))
+
+
+def bench_overhead(probe, layer: str, a, rows: list, tag: str) -> None:
+    """(d) our step vs a bare truncated forward+backward at the same sizes, in turns."""
+    obj = D.channel(layer, CHANNEL)
+    ours_1, bare_1 = overhead(probe, obj, layer, 1, max(a.steps, 24), a.repeats)
     rows.append((f"(d) s/step 1 image vs bare · {tag}", ours_1, bare_1, ours_1 / bare_1 - 1, "<= 0.30"))
     if a.atlas:
-        ours_n = median_step(atlas_times)
-        bare_n = bare_step(probe, layer, a.atlas, max(4, a.repeats * 2))
+        ours_n, bare_n = overhead(probe, D.channels(layer, list(range(a.atlas))), layer, a.atlas, max(a.atlas_steps, 6), a.repeats)
         rows.append((f"(d) s/step {a.atlas} images vs bare · {tag}", ours_n, bare_n, ours_n / bare_n - 1, "<= 0.30"))
 
 
@@ -206,6 +227,7 @@ def main(argv=None):
                     help="comma list of layer names or early / panel (the panel's default) / middle / late")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both sides (0: torch's default)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default="abcd", help="measures to run, e.g. 'd' or 'ab' (default all: abcd)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -230,7 +252,7 @@ def main(argv=None):
         tag = f"{key} #{k} {info.name}" if key in named else f"#{k} {info.name}"
         print(f"  layer {tag} ({info.label.split(' · ')[-1]})", flush=True)
         bench_layer(probe, lmodel, info.name, a, rows, tag)
-        if a.seeds and (key == "panel" or len(layers) == 1):
+        if "c" in a.only and a.seeds and (key == "panel" or len(layers) == 1):
             bench_quality(probe, lmodel, info.name, a, rows, tag)
 
     w = max(len(r[0]) for r in rows)
