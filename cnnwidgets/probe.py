@@ -305,17 +305,27 @@ class Probe:
             other = Probe(model, device=self.device, transform=self.transform)
             names = [n for n in keep if n in other.all_layers]
             try:
-                a = self.capture(x, names, truncate=False) if names else {}
-                b = other.capture(x, names, truncate=False) if names else {}
-                a["output"], b["output"] = self.forward(x, preprocess=False), other.forward(x, preprocess=False)
+                a, b = self._outputs(x, names), other._outputs(x, names)  # one forward each
                 same = all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-3 * float(a[k].abs().max()) + 1e-6)
                            for k in a)
-            except (RuntimeError, TypeError, AttributeError):  # outputs that are not tensors: keep the model as it is
+            except (RuntimeError, TypeError, AttributeError, KeyError):  # outputs that are not tensors: keep the model
                 same = False
             if same:
                 result = other
         self._folded_cache = (key, result)
         return result
+
+    def _outputs(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        """The outputs of layers ``names`` and the model's output (key ``"output"``) from one full forward of
+        the prepared batch ``x``, without grad, the model's state restored."""
+        targets = self._resolve(names) if names else []
+        with self._lock, hooks.model_state(self.model), torch.no_grad():
+            with hooks.capture(self.model, {l.name: l.module for l in targets}, {l.name: l.calls for l in targets},
+                               keep=lambda t: t.detach().clone()) as cap:
+                out = self.model(x)
+        while isinstance(out, (tuple, list)):
+            out = out[0]
+        return {**{l.name: cap.outputs[l.name] for l in targets}, "output": out}
 
     def forward(self, images, preprocess: bool = True, grad: bool = False) -> torch.Tensor:
         """The model's output for images (logits for a classifier), state restored."""

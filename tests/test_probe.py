@@ -329,3 +329,27 @@ def test_folded_falls_back_to_the_model_when_nothing_folds():
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
     p = cw.Probe(m, device="cpu", input_size=16)
     assert p.folded() is p
+
+
+class ConvUsedTwice(torch.nn.Module):
+    """A conv whose output feeds a BatchNorm and is also used again: folding would change that second use."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.5, 2)
+            self.bn.weight.uniform_(0.5, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (self.bn(y) + y).mean((2, 3))
+
+
+def test_folded_is_checked_and_falls_back_when_folding_changes_the_outputs():
+    m = ConvUsedTwice()
+    p = cw.Probe(m, device="cpu", input_size=16)
+    assert p.folded() is p  # the pair is found, folded, and the check against the model rejects the copy
+    assert type(m.bn).__name__ == "BatchNorm2d" and hook_count(m) == 0
