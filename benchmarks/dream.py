@@ -12,7 +12,9 @@ module are removed after each of its runs (otherwise they pile up and slow every
 (a) one channel: steps/s; (b) a 16-channel atlas: image-steps/s (ours: one batch of 16; Lucent:
 once per channel); (c) final objective of the last image after --quality-steps steps, evaluated the
 same way for both (no transforms), mean over --seeds seeds (and the paired difference); (d) our step vs a bare truncated
-forward+backward of the same batch at the same transformed sizes. Each measure for several layers:
+forward+backward of the same batch at the same transformed sizes, taken in turns (one of ours, one bare), plus
+the "floor": the work outside the network timed alone. Our transforms are the same chain with the same
+random draws, applied as one resampling (``transforms.one_pass``). Each measure for several layers:
 an early one, the one the Dream panel starts on, and the middle of the network (our forward stops
 at the layer; Lucent runs the whole model, so the deeper the layer, the less truncation saves).
 Medians of ``--repeats`` runs; ratios are ours / theirs. Both sides use the same torch threads.
