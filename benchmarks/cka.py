@@ -167,6 +167,29 @@ def part_a(args):
         total, spent, _ = e2e[est]
         row(f"ours, layer_similarity end to end ({est})", total,
             f"forwards inside it {spent:.1f} s; CKA arithmetic adds {100 * (total - spent) / spent:.1f}% (one run)")
+    gram, cen = ceiling(acts, args.repeats)
+    seed_model = 3 * (len(BLOCKS) - 1) * gram + 12 * len(pairs) * cen
+    row("one numpy Gram (X @ X.T) per layer, all 16 layers", gram,
+        f"seed 000 makes each 3 x 15 = 45 times, + {12 * len(pairs)} centring products of {cen * 1e3:.2f} ms: "
+        f"{seed_model:.2f} s -> any exact method is at most {seed_model / gram:.1f}x faster")
+
+
+def ceiling(acts, repeats):
+    """Best-of time of one Gram ``X @ X.T`` per layer (numpy's syrk, as the seed) summed over the layers, and
+    of one of the seed's centring products (``H K H``, 256 x 256): what bounds an exact method's gain."""
+    xs = [a.flatten(1).numpy() for a in acts.values()]
+
+    def best(f):
+        times = []
+        for _ in range(max(repeats, 3)):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    gram = sum(best(lambda x=x: np.dot(x, x.T)) for x in xs)
+    k = np.dot(xs[0], xs[0].T)
+    return gram, best(lambda: centering(k))
 
 
 def instrument(probe):
