@@ -240,7 +240,11 @@ class OnePass:
         grid[:, :d4y] = -4.0  # the second jitter's strips and the padding rows of the last band read zeros
         grid[:, :, :d4x] = -4.0
         grid[:, sh:] = -4.0
-        grid = grid.expand(n, -1, -1, -1) if parts == 1 else grid.view(parts, rows, sw, 2).repeat(n, 1, 1, 1)
+        if parts == 1:
+            grid = grid.expand(n, -1, -1, -1)
+        else:
+            grid = grid.view(parts, rows, sw, 2)
+            grid = grid if n == 1 else grid.repeat(n, 1, 1, 1)
         scale = self.scale if self.scale is not None else torch.ones(c, device=x.device, dtype=x.dtype)
         shift = self.shift if self.shift is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
         return _Resample.apply(canvas, grid, parts, sh, scale, shift, self.channels_last)
