@@ -312,13 +312,14 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, n
             if values.ndim == 0:
                 values = values.expand(n)
             vals = values.detach().to("cpu").tolist()
-            ok = all(math.isfinite(v) for v in vals)
+            finite_objective = all(math.isfinite(v) for v in vals)
+            ok = finite_objective
             if ok:
                 (-values.sum()).backward()
                 opt.step()
                 ok = prm.finite
             if not ok:
-                msg = (f"Stopped at step {i}: the {'image' if all(math.isfinite(v) for v in vals) else 'objective'} became "
+                msg = (f"Stopped at step {i}: the {'image' if finite_objective else 'objective'} became "
                        f"NaN/inf (learning rate {pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
                 yield DreamStep(last_good.step, steps, None, {"stopped": "nan"}, image=last_good.image,
                                 objective=last_good.objective, objectives=last_good.objectives, message=msg)
