@@ -108,11 +108,11 @@ class LayerSlider:
     ``on_move(name)``; :meth:`show` moves the slider to any layer — added to the options when it is not one
     of ``layers`` (a linked panel chose it) — without answering back."""
 
-    def __init__(self, probe, layers=None, value=None, on_move=None, description: str = "layer", readout: bool = True):
+    def __init__(self, probe, layers=None, value=None, on_move=None, description: str = "layer"):
         self.probe = probe
         self.base = list(layers if layers is not None else probe.layers)
         self.slider = layer_slider(probe, self.base, value, description)
-        self.slider.readout = readout
+        self.slider.readout = False  # a long "name · type · shape" does not fit beside the slider: the caption shows it
         self.caption = W.HTML()
         self._on_move = on_move
         self._quiet = False

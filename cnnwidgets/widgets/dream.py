@@ -93,7 +93,7 @@ class Dream(Panel):
         # --- objective -----------------------------------------------------------------------------
         names = probe.layers.names
         start = probe.layer(layer).name if layer is not None else names[len(names) // 2]
-        self.layer_control = LayerSlider(probe, value=start, on_move=lambda name: setattr(self, "layer", name), readout=False)
+        self.layer_control = LayerSlider(probe, value=start, on_move=lambda name: setattr(self, "layer", name))
         self.layer_slider = self.layer_control.slider
         self.objective_buttons = W.ToggleButtons(options=[("channel", "channel"), ("neuron", "neuron"), ("whole layer", "layer")],
                                                  value="channel", tooltips=["mean of one channel's map", "one unit at (x, y)",

@@ -45,7 +45,7 @@ class Embedding(Panel):
         self.message = Message()
 
         self.layer_control = LayerSlider(probe, value=layer or probe.layers[len(probe.layers) // 2].name,
-                                         on_move=lambda name: setattr(self, "layer", name), readout=False)
+                                         on_move=lambda name: setattr(self, "layer", name))
         self.slider = self.layer_control.slider
         self.method = W.ToggleButtons(options=[("PCA", "pca"), ("t-SNE", "tsne")], value=method, description="map")
         self.pool = W.Dropdown(options=[("mean over space", "mean"), ("max over space", "max")], value="mean", description="pool")

@@ -70,8 +70,7 @@ class FeatureMaps(Panel):
 
         # --- controls ----------------------------------------------------------------------
         first = probe.layer(layer).name if layer is not None else probe.layers[0].name
-        # a long "name · type · shape" does not fit the readout: the caption below shows it
-        self.layer_control = LayerSlider(probe, value=first, on_move=lambda name: setattr(self, "layer", name), readout=False)
+        self.layer_control = LayerSlider(probe, value=first, on_move=lambda name: setattr(self, "layer", name))
         self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
         self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
                                                description="channel", layout=W.Layout(width="150px"),

@@ -112,7 +112,7 @@ class Histogram(Panel):
             first = probe.layer(layer).name
         else:
             first = probe.layers[0].name if len(probe.layers) else self.param_layers[0].name
-        self.layer_control = LayerSlider(probe, self.param_layers, value=first, readout=False,
+        self.layer_control = LayerSlider(probe, self.param_layers, value=first,
                                          on_move=lambda name: setattr(self, "layer", name))
         self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
         self.input = ImageInput(probe, image, self.message)
