@@ -6,10 +6,12 @@ without the BatchNorms (forward and backward) they run about 1.4x faster on a CP
 is never changed: :func:`fold_batchnorm` works on a deep copy, and :meth:`cnnwidgets.Probe.folded`
 checks the copy against the model before using it.
 
-The copy also takes the zero padding that "static same padding" convolutions (EfficientNet ports,
-``Conv2dStaticSamePadding``) apply with a separate pad before the convolution into the convolution
-itself where it is symmetric: the same numbers without a padded copy of every input (5% of an atlas
-step).
+The copy also moves the zero padding that "static same padding" convolutions (EfficientNet ports,
+``Conv2dStaticSamePadding``) apply with a separate pad into the convolution itself: the same numbers
+without a padded copy of every input. An uneven pad (one more pixel right and below, as TensorFlow's
+"same" pads before a stride-2 convolution) becomes an even one with the kernel grown by a zero row and
+column on that side (:func:`absorb_static_padding`): a few more multiplications by zero, but on a CPU
+the truncated forward+backward ran 10-23% faster (efficientnet_lite0, one to 16 images).
 """
 from __future__ import annotations
 
@@ -56,8 +58,10 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, keep: Iterable[str] 
 
 
 def absorb_static_padding(model: nn.Module) -> int:
-    """In place: each ``Conv2d`` whose ``static_padding`` is a symmetric ``ZeroPad2d`` (and whose own
-    padding is 0) pads inside the convolution instead; returns how many. The outputs are the same."""
+    """In place: each ``Conv2d`` whose ``static_padding`` is a ``ZeroPad2d`` (and whose own padding is 0,
+    dilation 1) pads inside the convolution instead; returns how many. An uneven side pair ``(a, b)``
+    becomes ``max(a, b)`` on both sides with ``|a - b|`` zero taps added to the kernel on the side of the
+    smaller pad, so every output sums the same products: the outputs are the same."""
     count = 0
     for m in model.modules():
         pad = getattr(m, "static_padding", None)
@@ -65,8 +69,15 @@ def absorb_static_padding(model: nn.Module) -> int:
                 and m.padding_mode == "zeros"):
             continue
         left, right, top, bottom = pad.padding
-        if left == right and top == bottom:
-            m.padding = (top, left)
-            m.static_padding = nn.Identity()
-            count += 1
+        if min(pad.padding) < 0 or ((left, top) != (right, bottom) and tuple(m.dilation) != (1, 1)):
+            continue
+        if (left, top) != (right, bottom):
+            with torch.no_grad():  # zero taps where the smaller pad is: [front cols, back cols, front rows, back rows]
+                w = nn.functional.pad(m.weight, [max(right - left, 0), max(left - right, 0),
+                                                 max(bottom - top, 0), max(top - bottom, 0)])
+            m.weight = nn.Parameter(w, requires_grad=m.weight.requires_grad)
+            m.kernel_size = tuple(w.shape[-2:])
+        m.padding = (max(top, bottom), max(left, right))
+        m.static_padding = nn.Identity()
+        count += 1
     return count
