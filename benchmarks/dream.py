@@ -98,7 +98,8 @@ class Bare:
     """A bare truncated forward+backward of an ``n``-image batch (input leaf with grad, mean of channel 0
     backwards) on the model our engine uses (BatchNorms folded), in the memory layout and slices it
     uses on this device (NHWC and slices of 2 on a CPU), at the sizes our transforms produce: the
-    difference to our step is what the dream adds (parameterisation, transforms, objective, optimiser)."""
+    difference to our step is what the dream adds (parameterisation, transforms, objective, optimiser).
+    The input is made NHWC before the clock starts, as our transforms write it."""
 
     def __init__(self, probe, layer: str, n: int):
         self.probe, self.layer, self.n = probe.folded([layer]), layer, n
@@ -111,7 +112,10 @@ class Bare:
     def __call__(self, size: int) -> float:
         """Seconds for one bare step at ``size`` (the model is frozen by the caller or here)."""
         with self.probe.frozen():  # nested in the caller's: cheap
-            x = torch.rand(self.n, 3, size, size, device=self.probe.device).requires_grad_(True)
+            x = torch.rand(self.n, 3, size, size, device=self.probe.device)
+            if self.nhwc:  # our transforms hand the model NHWC images: no layout copy in either step
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(True)
             t = time.perf_counter()
             a = D.engine.forward_chunks(self.probe, x, [self.layer], self.chunk, self.nhwc)[self.layer]
             a[:, 0].mean().backward()
