@@ -10,8 +10,9 @@ The copy also moves the zero padding that "static same padding" convolutions (Ef
 ``Conv2dStaticSamePadding``) apply with a separate pad into the convolution itself: the same numbers
 without a padded copy of every input. An uneven pad (one more pixel right and below, as TensorFlow's
 "same" pads before a stride-2 convolution) becomes an even one with the kernel grown by a zero row and
-column on that side (:func:`absorb_static_padding`): a few more multiplications by zero, but on a CPU
-the truncated forward+backward ran 10-23% faster (efficientnet_lite0, one to 16 images).
+column on that side (:func:`absorb_static_padding`): a few more multiplications by zero, one pass less over
+each input. On a CPU (efficientnet_lite0, one image, forward+backward truncated at ``_blocks.3``) 0-23%
+faster over four runs; at deeper layers and for 16 images the difference was within the noise.
 """
 from __future__ import annotations
 
