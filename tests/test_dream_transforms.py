@@ -90,3 +90,27 @@ def test_one_pass_gradient_bands_and_normalised_nhwc_output():
     xs = torch.cat([x.detach(), x.detach().flip(-1)])
     both = TR.one_pass(split=2, **small)(xs, torch.Generator().manual_seed(1))
     torch.testing.assert_close(both[1:], ref(xs[1:], torch.Generator().manual_seed(1)))
+
+
+def test_one_pass_backward_takes_any_gradient_layout():
+    """The backward reads the incoming gradient as overlapping band views: an NHWC gradient (what a
+    channels-last network hands back), an NCHW one, an expanded one (``out.sum().backward()``) and a
+    batch of two all give the gradient of the plain single-band pass."""
+    small = dict(pad_px=2, jitter1=3, jitter2=2, scales=[0.9, 1.1], angles=[7, -5])
+    scale = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    shift = torch.zeros(1, 3, 1, 1, dtype=torch.float64)
+    for n in (1, 2):
+        x = torch.rand(n, 3, 10, 12, dtype=torch.float64, requires_grad=True)
+        for seed in range(4):
+            g = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+            ref = TR.one_pass(split=1, **small).normalising(scale, shift)(x, g())
+            up = torch.rand(ref.shape, dtype=torch.float64)
+            (want,) = torch.autograd.grad(ref, x, up)
+            for split in (2, 3):
+                t = TR.one_pass(split=split, **small).normalising(scale, shift, channels_last=True)
+                for grad_out in (up, up.contiguous(memory_format=torch.channels_last)):
+                    (got,) = torch.autograd.grad(t(x, g()), x, grad_out)
+                    torch.testing.assert_close(got, want)
+                (got,) = torch.autograd.grad(t(x, g()).sum(), x)
+                (want_sum,) = torch.autograd.grad(TR.one_pass(split=1, **small).normalising(scale, shift)(x, g()).sum(), x)
+                torch.testing.assert_close(got, want_sum)

@@ -118,39 +118,48 @@ LUCENT_SCALES = [1 + (i - 5) / 50.0 for i in range(11)]  #: 0.9, 0.92, ..., 1.1
 LUCENT_ANGLES = list(range(-10, 11)) + 5 * [0]  #: degrees; 0 five more times
 
 
-def _affine_grid(rows: list, h: int, w: int, hc: int, wc: int, like: torch.Tensor) -> torch.Tensor:
-    """``grid_sample``'s grid (``1 x h x w x 2``, align_corners=True) for the pixel map
-    ``q -> (rows[0] . (qx, qy, 1), rows[1] . (qx, qy, 1))`` into an ``hc x wc`` input: two outer
-    sums (a quarter of ``F.affine_grid``'s time, which multiplies a ``(h w) x 3`` base grid)."""
-    xs = torch.arange(w, device=like.device, dtype=like.dtype)
-    ys = torch.arange(h, device=like.device, dtype=like.dtype)
-    grid = torch.empty(1, h, w, 2, device=like.device, dtype=like.dtype)
+def _affine_grid(rows: list, ys: torch.Tensor, w: int, hc: int, wc: int) -> torch.Tensor:
+    """``grid_sample``'s grid (``ys.shape + (w, 2)``, align_corners=True) for the pixel map
+    ``q -> (rows[0] . (qx, qy, 1), rows[1] . (qx, qy, 1))`` into an ``hc x wc`` input, at output rows
+    ``ys`` (a ``P x R`` tensor: bands of rows) and columns ``0..w-1``: two outer sums (a quarter of
+    ``F.affine_grid``'s time, which multiplies a ``(h w) x 3`` base grid)."""
+    xs = torch.arange(w, device=ys.device, dtype=ys.dtype)
+    grid = torch.empty(*ys.shape, w, 2, device=ys.device, dtype=ys.dtype)
     for k, (r, size) in enumerate(zip(rows, (wc, hc))):
         g = 2 / max(size - 1, 1)  # pixel -> [-1, 1]
-        torch.add((g * r[0]) * xs[None, :], (g * r[1]) * ys[:, None] + (g * r[2] - 1), out=grid[0, ..., k])
+        torch.add((g * r[0]) * xs, ((g * r[1]) * ys + (g * r[2] - 1))[..., None], out=grid[..., k])
     return grid
 
 
 class _Resample(torch.autograd.Function):
-    """``grid_sample`` (bilinear, zeros outside, align_corners=True) of a canvas in bands of rows run as
-    a batch, the bands joined, each channel mapped ``x * scale + shift`` and laid out NHWC or NCHW:
-    one pass over the output each way (autograd through the separate steps made ~17 copies and fills)."""
+    """``grid_sample`` (bilinear, zeros outside, align_corners=True) of a canvas in ``parts`` bands of
+    ``rows`` output rows starting every ``step`` rows, run as a batch (a band's rows that belong to the
+    next band read nothing: the grid sends them outside), the bands joined, each channel mapped
+    ``x * scale + shift`` and laid out NHWC or NCHW: one pass over the output. The backward hands the
+    incoming gradient to the kernel as overlapping band views, without a copy, and applies the scale
+    to the canvas gradient (autograd through separate steps made ~17 copies and fills)."""
 
     @staticmethod
-    def forward(ctx, canvas, grid, parts, height, scale, shift, nhwc):
+    def forward(ctx, canvas, grid, parts, step, height, scale, shift, nhwc, scaled):
         n, c = canvas.shape[:2]
         src = canvas if parts == 1 else (canvas.expand(parts, -1, -1, -1) if n == 1 else canvas.repeat_interleave(parts, 0))
         y = torch.grid_sampler_2d(src, grid, 0, 0, True)  # (n parts) x c x rows x w
         rows, w = y.shape[-2:]
         y = y.view(n, parts, c, rows, w)
+        head = (parts - 1) * step  # rows the first parts - 1 bands give (step each); the last band gives the rest
         if nhwc:
-            out = torch.empty(n, parts, rows, w, c, device=y.device, dtype=y.dtype)
-            torch.addcmul(shift.view(c), y.permute(0, 1, 3, 4, 2), scale.view(c), out=out)
-            out = out.view(n, parts * rows, w, c)[:, :height].permute(0, 3, 1, 2)
+            out = torch.empty(n, height, w, c, device=y.device, dtype=y.dtype)
+            if parts > 1:
+                torch.addcmul(shift.view(c), y[:, :-1, :, :step].permute(0, 1, 3, 4, 2), scale.view(c),
+                              out=out[:, :head].view(n, parts - 1, step, w, c))
+            torch.addcmul(shift.view(c), y[:, -1].permute(0, 2, 3, 1), scale.view(c), out=out[:, head:])
+            out = out.permute(0, 3, 1, 2)
         else:
-            out = torch.empty(n, c, parts, rows, w, device=y.device, dtype=y.dtype)
-            torch.addcmul(shift.view(1, c, 1, 1, 1), y.transpose(1, 2), scale.view(1, c, 1, 1, 1), out=out)
-            out = out.view(n, c, parts * rows, w)[:, :, :height]
+            out = torch.empty(n, c, height, w, device=y.device, dtype=y.dtype)
+            if parts > 1:
+                torch.addcmul(shift.view(1, c, 1, 1, 1), y[:, :-1, :, :step].transpose(1, 2), scale.view(1, c, 1, 1, 1),
+                              out=out[:, :, :head].view(n, c, parts - 1, step, w))
+            torch.addcmul(shift.view(1, c, 1, 1), y[:, -1], scale.view(1, c, 1, 1), out=out[:, :, head:])
         if src.device.type == "cpu":
             # The input's gradient does not depend on the input's values, but the CPU kernel reads them; inside a
             # dream step the network's pass has pushed the canvas out of the caches by then, and those scattered
@@ -158,24 +167,23 @@ class _Resample(torch.autograd.Function):
             # shape reads one cache line instead.
             src = torch.zeros((), dtype=src.dtype, device=src.device).expand(src.shape)
         ctx.save_for_backward(src, grid, scale)
-        ctx.shape = (n, c, parts, rows, w, height)
+        ctx.shape = (n, c, parts, rows, step, w)
+        ctx.scaled = scaled
         return out
 
     @staticmethod
     def backward(ctx, g):
         src, grid, scale = ctx.saved_tensors
-        n, c, parts, rows, w, height = ctx.shape
-        gy = torch.empty(n, parts, c, rows, w, device=g.device, dtype=g.dtype)
-        for p in range(parts):  # each band's rows of the output gradient, times the channel scale
-            r0, r1 = p * rows, min(height, (p + 1) * rows)
-            torch.mul(g[:, :, r0:r1], scale.view(1, c, 1, 1), out=gy[:, p, :, : r1 - r0])
-            if r1 - r0 < rows:
-                gy[:, p, :, r1 - r0 :] = 0
-        gsrc = torch.ops.aten.grid_sampler_2d_backward(gy.view(n * parts, c, rows, w), src, grid, 0, 0, True,
+        n, c, parts, rows, step, w = ctx.shape
+        s = g.stride()  # band p, row r is the gradient's row p * step + r: a view, whatever g's layout
+        bands = g.as_strided((n, parts, c, rows, w), (s[0], step * s[2], s[1], s[2], s[3]), g.storage_offset())
+        gsrc = torch.ops.aten.grid_sampler_2d_backward(bands.reshape(n * parts, c, rows, w), src, grid, 0, 0, True,
                                                        [True, False])[0]
         if parts > 1:
             gsrc = gsrc.view(n, parts, *gsrc.shape[1:]).sum(1)
-        return gsrc, None, None, None, None, None, None
+        if ctx.scaled:
+            gsrc.mul_(scale.view(1, c, 1, 1))
+        return gsrc, None, None, None, None, None, None, None, None
 
 
 class OnePass:
@@ -235,19 +243,24 @@ class OnePass:
         ay = [ky * sin, ky * cos, ky * (cy - sin * (d4x + cx) - cos * (d4y + cy) - oy) - d8y]
         parts = self.split if self.split is not None else (torch.get_num_threads() // n if x.device.type == "cpu" else 1)
         parts = max(1, min(int(parts), sh))
-        rows = -(-sh // parts)  # rows per band; the last band is padded to this
-        grid = _affine_grid([ax, ay], rows * parts, sw, hc, wc, x)
-        grid[:, :d4y] = -4.0  # the second jitter's strips and the padding rows of the last band read zeros
-        grid[:, :, :d4x] = -4.0
-        grid[:, sh:] = -4.0
+        step = sh // parts  # band p: output rows p * step ... p * step + rows - 1; the last band takes the rest
+        rows = sh - step * (parts - 1)
+        ys = (torch.arange(parts, device=x.device, dtype=x.dtype) * step)[:, None] + torch.arange(rows, device=x.device, dtype=x.dtype)
+        grid = _affine_grid([ax, ay], ys, sw, hc, wc)  # parts x rows x sw x 2
+        grid[:, :, :d4x] = -4.0  # the second jitter's strips read zeros
+        for p in range(parts):
+            if p * step >= d4y:
+                break
+            grid[p, : d4y - p * step] = -4.0
+        if parts > 1:
+            grid[:-1, step:] = -4.0  # a band's rows that the next band gives read nothing (and get no gradient)
         if parts == 1:
             grid = grid.expand(n, -1, -1, -1)
-        else:
-            grid = grid.view(parts, rows, sw, 2)
-            grid = grid if n == 1 else grid.repeat(n, 1, 1, 1)
+        elif n > 1:
+            grid = grid.repeat(n, 1, 1, 1)
         scale = self.scale if self.scale is not None else torch.ones(c, device=x.device, dtype=x.dtype)
         shift = self.shift if self.shift is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
-        return _Resample.apply(canvas, grid, parts, sh, scale, shift, self.channels_last)
+        return _Resample.apply(canvas, grid, parts, step, sh, scale, shift, self.channels_last, self.scale is not None)
 
 
 def one_pass(pad_px: int = 12, jitter1: int = 8, scales: Sequence[float] = LUCENT_SCALES,
