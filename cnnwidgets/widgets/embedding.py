@@ -101,7 +101,8 @@ class Embedding(Panel):
         self.layer_control.show(l.name)
         self.channel_picker.max = max(0, (l.channels or 1) - 1)
         self.coords = None
-        self.fig.title = f"{l.name}: press Compute"
+        self.fig.title = "press Compute"  # the layer is named under the slider; a short title stays clear of the
+        # figure's pan/zoom buttons, which cover its top right corner while the pointer is over it
 
     @T.observe("channel")
     def _on_channel(self, change):
@@ -138,7 +139,8 @@ class Embedding(Panel):
             scale.min, scale.max = lo - pad, hi + pad  # no point on the frame's edge
         names = {"pca": ("PC 1", "PC 2"), "tsne": ("t-SNE 1", "t-SNE 2")}[method]
         self.ax_x.label, self.ax_y.label = names
-        self.fig.title = f"{layer} ({'PCA' if method == 'pca' else 't-SNE'}, {len(labels)} images)"
+        self.fig.title = f"{'PCA' if method == 'pca' else 't-SNE'} of {len(labels)} images"
+        self._map_layer = layer
 
     def compute(self, wait: bool = True):
         """Compute the map for the current layer and method (what the Compute button does)."""
@@ -196,7 +198,7 @@ class Embedding(Panel):
                 idx = labels == c
                 ax.scatter(self.coords[idx, 0], self.coords[idx, 1], s=20, color=PALETTE[i % len(PALETTE)], label=c)
             ax.legend(fontsize=8)
-        ax.set_title(self.fig.title)
+        ax.set_title(f"{self._map_layer}: {self.fig.title}" if self.coords is not None else self.fig.title)
         if self.top is not None:
             tiles = np.stack([render.image_rgb(self.thumbs[i]) for i in self.top.indices])
             axes[0, 1].imshow(render.mosaic(tiles, cols=min(len(tiles), 5), pad=4))
