@@ -12,6 +12,7 @@ from PIL import Image
 
 import cnnwidgets as cw
 from cnnwidgets.hooks import hook_count
+from cnnwidgets.widgets._base import nice_ticks
 
 L = "_blocks.3._project_conv"
 
@@ -79,6 +80,21 @@ def test_foreground_run_to_the_end(probe):
     assert r.state == "done" and r.items == 10 and d.controls.progress.value == 10
     assert d.canvas.format == "png" and d.result.step == 10
     assert len(d.history[0]) == 10 and "done after 10 steps" in d.message.value
+    # the loss curve's axes carry round ticks (1, 2 or 5 times a power of ten) inside the data's range
+    y = np.asarray(d.history[0])
+    for axis, (lo, hi) in zip(d.loss_figure.axes, ((1, 10), (y.min(), y.max()))):
+        ticks = np.asarray(axis.tick_values)
+        assert 2 <= len(ticks) <= 8 and lo - 1e-9 <= ticks.min() and ticks.max() <= hi + 1e-9
+        step = ticks[1] - ticks[0]
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert any(np.isclose(mantissa, m) for m in (1, 2, 5)) and np.allclose(np.diff(ticks), step)
+
+
+def test_nice_ticks():
+    assert nice_ticks(-2.6, 20.6).tolist() == [0, 5, 10, 15, 20]
+    assert nice_ticks(1, 250).tolist() == [50, 100, 150, 200, 250]
+    assert nice_ticks(0.001, 0.0042).tolist() == [0.001, 0.002, 0.003, 0.004]
+    assert nice_ticks(5, 5).tolist() == [5] and nice_ticks(float("nan"), 1).size == 0
 
 
 def test_presets_atlas_deepdream_and_gallery(probe, tmp_path):

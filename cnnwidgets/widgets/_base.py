@@ -68,6 +68,21 @@ class Message(W.HTML):
         self.error("".join(traceback.format_exception_only(type(e), e)).strip())
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
+    """Round tick values covering ``[lo, hi]``: multiples of 1, 2 or 5 times a power of ten, about
+    ``count`` of them (what d3 picks; bqplot's ``num_ticks`` spaces them evenly from the exact ends)."""
+    lo, hi = float(min(lo, hi)), float(max(lo, hi))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return np.zeros(0)
+    if hi - lo < 1e-12 * max(1.0, abs(hi)):
+        return np.array([lo])
+    raw = (hi - lo) / max(1, count)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    ticks = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
+    return np.round(ticks, 12) + 0.0  # no -0.0
+
+
 def image_widget(rgb: np.ndarray | None = None, fmt: str = "png", width: str | None = None) -> W.Image:
     img = W.Image(format=fmt)
     if width:

@@ -11,7 +11,7 @@ import traitlets as T
 
 from .. import render
 from ..analyses import dream as D
-from ._base import IPYW8, LayerSlider, Message, Panel, RunControls, set_image
+from ._base import IPYW8, LayerSlider, Message, Panel, RunControls, nice_ticks, set_image
 from ._controls import ImageInput
 
 SINGLE, ATLAS, DEEPDREAM, COMPARE = "single", "atlas", "deepdream", "compare"
@@ -131,8 +131,8 @@ class Dream(Panel):
         xs, ys = bq.LinearScale(), bq.LinearScale()
         self.loss_lines = bq.Lines(x=np.zeros(0), y=np.zeros(0), scales={"x": xs, "y": ys}, colors=COLORS, stroke_width=2,
                                    display_legend=False)
-        self.loss_figure = bq.Figure(marks=[self.loss_lines], axes=[bq.Axis(scale=xs, label="step", num_ticks=5),
-                                     bq.Axis(scale=ys, orientation="vertical", label="objective (↑)", tick_format=".3g", num_ticks=5)],
+        self.loss_figure = bq.Figure(marks=[self.loss_lines], axes=[bq.Axis(scale=xs, label="step", tick_format="d"),
+                                     bq.Axis(scale=ys, orientation="vertical", label="objective (↑)", tick_format=".3~g")],
                                      title="objective per step", layout=W.Layout(width="340px", height="240px"),
                                      fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10})
         self._build_picker()
@@ -395,9 +395,15 @@ class Dream(Panel):
         hist = [h[:] for h in self.history]
         n = min((len(h) for h in hist), default=0)
         if n >= 2:  # bqplot squeezes a single point to a scalar
+            y = np.array(hist[0][:n]) if len(hist) == 1 else np.array([h[:n] for h in hist])
             with self.loss_lines.hold_sync():
                 self.loss_lines.x = np.arange(1, n + 1)
-                self.loss_lines.y = np.array(hist[0][:n]) if len(hist) == 1 else np.array([h[:n] for h in hist])
+                self.loss_lines.y = y
+            finite = y[np.isfinite(y)]
+            for axis, (lo, hi) in zip(self.loss_figure.axes, ((1, n), (finite.min(), finite.max()) if finite.size else (0, 1))):
+                ticks = nice_ticks(lo, hi)
+                if not np.array_equal(np.asarray(axis.tick_values if axis.tick_values is not None else []), ticks):
+                    axis.tick_values = ticks
         if final and has_image:
             if self.mode in (SINGLE, COMPARE):
                 self._pick_image.image = W.Image(value=render.encode(self.current, "png"), format="png")
@@ -426,7 +432,7 @@ class Dream(Panel):
         items = []
         for rgb, cap in self.gallery:
             img = W.Image(value=render.encode(rgb, "png"), format="png", layout=W.Layout(width="128px"))
-            items.append(W.VBox([img, W.HTML(f"<div style='width:128px;font-size:10px;line-height:1.1;color:#444'>{html.escape(cap)}</div>")],
+            items.append(W.VBox([img, W.HTML(f"<div style='width:128px;font-size:10px;line-height:1.2;color:#444;overflow-wrap:anywhere'>{html.escape(cap)}</div>")],
                                 layout=W.Layout(margin="2px 6px 2px 0")))
         self.gallery_box.children = items
 
