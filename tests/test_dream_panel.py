@@ -93,7 +93,8 @@ def test_foreground_run_to_the_end(probe):
 def test_nice_ticks():
     assert nice_ticks(-2.6, 20.6).tolist() == [0, 5, 10, 15, 20]
     assert nice_ticks(1, 250).tolist() == [50, 100, 150, 200, 250]
-    assert nice_ticks(0.001, 0.0042).tolist() == [0.001, 0.002, 0.003, 0.004]
+    assert nice_ticks(0.001, 0.0042, 3).tolist() == [0.001, 0.002, 0.003, 0.004]
+    assert nice_ticks(-3.8, 3.6, 4).tolist() == [-2, 0, 2]
     assert nice_ticks(5, 5).tolist() == [5] and nice_ticks(float("nan"), 1).size == 0
 
 

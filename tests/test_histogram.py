@@ -29,6 +29,12 @@ def assert_chart(chart, values, bins=50):
     assert (s.min, s.max) == (pytest.approx(v.min()), pytest.approx(v.max()))
     assert s.zeros == pytest.approx((v == 0).mean())
     assert "mean" in chart.stats.value and "zeros" in chart.stats.value
+    ax, ay = chart.figure.axes  # round ticks inside the drawn range, not its exact ends
+    for ticks, lo, hi in ((ax.tick_values, chart.bars.x.min(), chart.bars.x.max()), (ay.tick_values, 0, counts.max())):
+        assert len(ticks) >= 1 and lo - 1e-9 <= min(ticks) and max(ticks) <= hi + 1e-9
+        if len(ticks) > 1:
+            step = ticks[1] - ticks[0]
+            assert any(np.isclose(step / 10 ** np.floor(np.log10(step)), m) for m in (1, 2, 5))
 
 
 def test_weights_bias_activations_are_numpy_histograms(probe, cat, hist):

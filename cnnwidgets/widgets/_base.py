@@ -69,8 +69,8 @@ class Message(W.HTML):
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
-    """Round tick values covering ``[lo, hi]``: multiples of 1, 2 or 5 times a power of ten, about
-    ``count`` of them (what d3 picks; bqplot's ``num_ticks`` spaces them evenly from the exact ends)."""
+    """Round tick values inside ``[lo, hi]``: multiples of 1, 2 or 5 times a power of ten, the step nearest
+    to ``(hi - lo) / count`` (d3's rule; bqplot's ``num_ticks`` spaces them evenly from the exact ends)."""
     lo, hi = float(min(lo, hi)), float(max(lo, hi))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return np.zeros(0)
@@ -78,7 +78,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
         return np.array([lo])
     raw = (hi - lo) / max(1, count)
     mag = 10.0 ** np.floor(np.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    err = raw / mag
+    step = mag * (10 if err >= 50 ** 0.5 else 5 if err >= 10 ** 0.5 else 2 if err >= 2 ** 0.5 else 1)
     ticks = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
     return np.round(ticks, 12) + 0.0  # no -0.0
 

@@ -9,7 +9,7 @@ import numpy as np
 import traitlets as T
 
 from ..analyses import stats
-from ._base import LayerSlider, Message, Panel
+from ._base import LayerSlider, Message, Panel, nice_ticks
 from ._controls import ImageInput
 
 COLUMNS = [  # (sort key, header, width in characters)
@@ -44,8 +44,8 @@ class _Chart:
         self.bars = bq.Bars(x=[0.0], y=[0.0], scales={"x": self.x, "y": self.y}, padding=0.05, colors=[color])
         self.figure = bq.Figure(
             marks=[self.bars], padding_y=0.0, padding_x=0.02,
-            axes=[bq.Axis(scale=self.x, label="value", num_ticks=4, tick_format=".2~g"),
-                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format=".2~s", num_ticks=4,
+            axes=[bq.Axis(scale=self.x, label="value", tick_format=".2~g"),
+                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format=".2~s",
                           label_offset="35px")],
             fig_margin=dict(top=10, bottom=40, left=50, right=12),
             layout=W.Layout(width=f"{width}px", height=f"{height}px"))
@@ -77,6 +77,9 @@ class _Chart:
         with self.figure.hold_sync():
             self.bars.x = h.centers
             self.bars.y = h.counts
+            ax, ay = self.figure.axes  # round ticks inside the data (bqplot's num_ticks splits the exact range)
+            ax.tick_values = nice_ticks(float(np.min(h.centers)), float(np.max(h.centers)), 4)
+            ay.tick_values = nice_ticks(0.0, float(np.max(h.counts)), 4)
         self.figure.layout.display = None
 
 
