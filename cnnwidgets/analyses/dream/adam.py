@@ -33,7 +33,7 @@ class Adam:
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.steps = 0
-        self._step_t = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]  # the fused kernel's
+        self._step_t = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]  # the fused kernel keeps its step counts in tensors
         self.fused = _fused_available(self.params) if fused is None else bool(fused)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
