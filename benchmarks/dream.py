@@ -13,8 +13,9 @@ module are removed after each of its runs (otherwise they pile up and slow every
 once per channel); (c) final objective of the last image after --quality-steps steps, evaluated the
 same way for both (no transforms), mean over --seeds seeds (and the paired difference); (d) our step vs a bare truncated
 forward+backward of the same batch at the same transformed sizes, taken in turns (one of ours, one bare), plus
-the "floor": the work outside the network timed alone. Our transforms are the same chain with the same
-random draws, applied as one resampling (``transforms.one_pass``). Each measure for several layers:
+the "floor": the work outside the network timed alone, and (info) the same step against a bare
+pass on the model as given (BatchNorms unfolded, NCHW), what a hand-written loop would run.
+Our transforms are the same chain with the same random draws, applied as one resampling (``transforms.one_pass``). Each measure for several layers:
 an early one, the one the Dream panel starts on, and the middle of the network (our forward stops
 at the layer; Lucent runs the whole model, so the deeper the layer, the less truncation saves).
 Medians of ``--repeats`` runs; ratios are ours / theirs. Both sides use the same torch threads.
@@ -99,12 +100,14 @@ class Bare:
     backwards) on the model our engine uses (BatchNorms folded), in the memory layout and slices it
     uses on this device (NHWC and slices of 2 on a CPU), at the sizes our transforms produce: the
     difference to our step is what the dream adds (parameterisation, transforms, objective, optimiser).
-    The input is made NHWC before the clock starts, as our transforms write it."""
+    The input is made NHWC before the clock starts, as our transforms write it. ``plain=True``: the
+    Probe's truncated forward+backward on the model as given (BatchNorms, NCHW, the whole batch at
+    once), what a hand-written loop over the user's model runs."""
 
-    def __init__(self, probe, layer: str, n: int):
-        self.probe, self.layer, self.n = probe.folded([layer]), layer, n
-        self.nhwc = D.engine.prefers_channels_last(self.probe)
-        self.chunk = D.engine.CPU_CHUNK if self.probe.device.type == "cpu" else n
+    def __init__(self, probe, layer: str, n: int, plain: bool = False):
+        self.probe, self.layer, self.n = (probe if plain else probe.folded([layer])), layer, n
+        self.nhwc = not plain and D.engine.prefers_channels_last(self.probe)
+        self.chunk = D.engine.CPU_CHUNK if self.probe.device.type == "cpu" and not plain else n
         self.sizes = bare_sizes(400)
         for s in sorted(set(self.sizes)):  # warm-ups: oneDNN builds its kernels per shape
             self(s)
@@ -123,11 +126,12 @@ class Bare:
             return time.perf_counter() - t
 
 
-def overhead(probe, objective, layer: str, n: int, steps: int, repeats: int) -> tuple[float, float]:
+def overhead(probe, objective, layer: str, n: int, steps: int, repeats: int, plain: bool = False):
     """(d): median seconds of our step and of a bare step, measured in turns (one of ours, then one bare
     step at a size drawn as ours are), so that both see the same machine load and cache state.
-    The first two steps of each run (checks, warm-up) are left out."""
-    bare = Bare(probe, layer, n)
+    The first two steps of each run (checks, warm-up) are left out. ``plain``: the bare step runs on the
+    model as given (a third pass in the same turns would change the cache state our step sees)."""
+    bare = Bare(probe, layer, n, plain=plain)
     ours, theirs = [], []
     k = 0
     with bare.probe.frozen():
@@ -216,6 +220,9 @@ def bench_overhead(probe, layer: str, a, rows: list, tag: str) -> None:
     obj = D.channel(layer, CHANNEL)
     ours_1, bare_1 = overhead(probe, obj, layer, 1, max(a.steps, 24), a.repeats)
     rows.append((f"(d) s/step 1 image vs bare · {tag}", ours_1, bare_1, ours_1 / bare_1 - 1, "<= 0.30"))
+    ours_p, plain_1 = overhead(probe, obj, layer, 1, max(a.steps, 24), a.repeats, plain=True)
+    rows.append((f"(d) info: our step vs a bare pass on the model as given (BN, NCHW) · {tag}", ours_p, plain_1,
+                 ours_p / plain_1 - 1, "info"))
     floor = outside_work(probe, 1)
     rows.append((f"(d) floor: outside-network work alone, warm, 1 image · {tag}", floor, bare_1, floor / bare_1, "info"))
     if a.atlas:
@@ -299,7 +306,9 @@ def main(argv=None):
         print(f"\nLucent's render_vis could not run here: {why}")
     print("\n(a) (b) ratio: ours / Lucent. (c) ratio: our final objective / Lucent's (same seeds, same steps). "
           "(d) ratio is the overhead: our median step time / median bare truncated forward+backward at the same "
-          "transformed sizes - 1; the floor row: the same work outside the network timed alone (warm) / bare.")
+          "transformed sizes - 1 (bare: on the same folded NHWC copy our step runs on); the floor row: the same work "
+          "outside the network timed alone (warm) / bare; the info row: our step / a bare pass on the model as given - 1 "
+          "(negative: our whole step is faster than that pass alone).")
 
 
 if __name__ == "__main__":
