@@ -245,14 +245,17 @@ class Probe:
         ``grad=True`` the outputs keep their graph (parameters are frozen meanwhile, so only the
         input gets gradients); otherwise they are detached copies. The model's state is restored.
         """
-        targets = self._resolve(layers)
-        deepest = max(targets, key=lambda l: l.order)
+        return self._run(x, self._resolve(layers), grad, truncate, clone)[0]
+
+    def _run(self, x: torch.Tensor, targets, grad: bool, truncate: bool, clone: bool):
+        """:meth:`capture`'s forward: ``({layer: output}, model output or None when truncated)``."""
         keep = None if grad else ((lambda t: t.detach().clone()) if clone else (lambda t: t.detach()))
+        stop = max(targets, key=lambda l: l.order).name if truncate and targets else None
         held = getattr(self._frozen, "depth", 0) and not self.model.training  # inside frozen(): state already set
         state = contextlib.nullcontext() if held else hooks.model_state(self.model, freeze=grad)
         with self._lock, state, torch.set_grad_enabled(grad):
             with hooks.capture(self.model, {l.name: l.module for l in targets}, {l.name: l.calls for l in targets},
-                               stop_after=deepest.name if truncate else None, keep=keep) as cap:
+                               stop_after=stop, keep=keep) as cap:
                 try:
                     cap.output = hooks.run_forward(self.model, x, cap)
                 except Exception as e:
@@ -260,7 +263,7 @@ class Probe:
         missing = [l.name for l in targets if l.name not in cap.outputs]
         if missing:
             raise RuntimeError(f"Layers {missing} produced no tensor output in this forward (not called for this input?).")
-        return {l.name: cap.outputs[l.name] for l in targets}
+        return {l.name: cap.outputs[l.name] for l in targets}, cap.output
 
     @contextlib.contextmanager
     def frozen(self):
@@ -318,14 +321,8 @@ class Probe:
     def _outputs(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
         """The outputs of layers ``names`` and the model's output (key ``"output"``) from one full forward of
         the prepared batch ``x``, without grad, the model's state restored."""
-        targets = self._resolve(names) if names else []
-        with self._lock, hooks.model_state(self.model), torch.no_grad():
-            with hooks.capture(self.model, {l.name: l.module for l in targets}, {l.name: l.calls for l in targets},
-                               keep=lambda t: t.detach().clone()) as cap:
-                out = self.model(x)
-        while isinstance(out, (tuple, list)):
-            out = out[0]
-        return {**{l.name: cap.outputs[l.name] for l in targets}, "output": out}
+        outs, out = self._run(x, self._resolve(names) if names else [], grad=False, truncate=False, clone=True)
+        return {**outs, "output": _first(out)}
 
     def forward(self, images, preprocess: bool = True, grad: bool = False) -> torch.Tensor:
         """The model's output for images (logits for a classifier), state restored."""
@@ -335,9 +332,7 @@ class Probe:
                 out = self.model(x)
             except Exception as e:
                 raise RuntimeError(f"The model's forward raised: {type(e).__name__}: {e}") from e
-        while isinstance(out, (tuple, list)):
-            out = out[0]
-        return out
+        return _first(out)
 
     def activations(self, images, layers=None, *, preprocess: bool = True, truncate: bool = True, batch_size: int = 32):
         """Outputs of ``layers`` for one image or a batch: detached, on the CPU, batch dimension first.
@@ -402,3 +397,10 @@ class Probe:
 
     def __repr__(self) -> str:
         return f"Probe({self.name}, device={self.device}, {len(self.layers)} conv layers, input {self.transform.channels}x{'x'.join(map(str, self.transform.input_size))})"
+
+
+def _first(out):
+    """A model's output tensor: the first element of nested tuples/lists (models that return extras)."""
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    return out
