@@ -29,7 +29,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, keep: Iterable[str] 
     """An eval-mode, frozen copy of ``model`` with every ``BatchNorm2d`` that is fed directly by a
     ``Conv2d`` folded into it (the BatchNorm becomes ``nn.Identity`` under the same name, so its
     output is still there). Convolutions named in ``keep`` are left alone: their own output is read.
-    Symmetric static zero padding moves into the convolutions (:func:`absorb_static_padding`).
+    Static zero padding moves into the convolutions (:func:`absorb_static_padding`).
     Returns the copy and the folded ``(conv, batchnorm)`` names."""
     keep = set(keep)
     pairs = [(c, b) for c, b in hooks.conv_bn_pairs(model, example) if c not in keep]
