@@ -179,12 +179,7 @@ def ceiling(acts, repeats):
     xs = [a.flatten(1).numpy() for a in acts.values()]
 
     def best(f):
-        times = []
-        for _ in range(max(repeats, 3)):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return min(times)
+        return min(timed(f, max(repeats, 3))[2])
 
     gram = sum(best(lambda x=x: np.dot(x, x.T)) for x in xs)
     k = np.dot(xs[0], xs[0].T)
