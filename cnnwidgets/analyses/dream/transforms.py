@@ -147,19 +147,14 @@ class _Resample(torch.autograd.Function):
         rows, w = y.shape[-2:]
         y = y.view(n, parts, c, rows, w)
         head = (parts - 1) * step  # rows the first parts - 1 bands give (step each); the last band gives the rest
-        if nhwc:
-            out = torch.empty(n, height, w, c, device=y.device, dtype=y.dtype)
-            if parts > 1:
-                torch.addcmul(shift.view(c), y[:, :-1, :, :step].permute(0, 1, 3, 4, 2), scale.view(c),
-                              out=out[:, :head].view(n, parts - 1, step, w, c))
-            torch.addcmul(shift.view(c), y[:, -1].permute(0, 2, 3, 1), scale.view(c), out=out[:, head:])
-            out = out.permute(0, 3, 1, 2)
-        else:
-            out = torch.empty(n, c, height, w, device=y.device, dtype=y.dtype)
-            if parts > 1:
-                torch.addcmul(shift.view(1, c, 1, 1, 1), y[:, :-1, :, :step].transpose(1, 2), scale.view(1, c, 1, 1, 1),
-                              out=out[:, :, :head].view(n, c, parts - 1, step, w))
-            torch.addcmul(shift.view(1, c, 1, 1), y[:, -1], scale.view(1, c, 1, 1), out=out[:, :, head:])
+        # written through an n x height x w x c view of the output, whichever its memory layout
+        out = (torch.empty(n, height, w, c, device=y.device, dtype=y.dtype) if nhwc else
+               torch.empty(n, c, height, w, device=y.device, dtype=y.dtype).permute(0, 2, 3, 1))
+        if parts > 1:
+            torch.addcmul(shift.view(c), y[:, :-1, :, :step].permute(0, 1, 3, 4, 2), scale.view(c),
+                          out=out[:, :head].view(n, parts - 1, step, w, c))
+        torch.addcmul(shift.view(c), y[:, -1].permute(0, 2, 3, 1), scale.view(c), out=out[:, head:])
+        out = out.permute(0, 3, 1, 2)
         if src.device.type == "cpu":
             # The input's gradient does not depend on the input's values, but the CPU kernel reads them; inside a
             # dream step the network's pass has pushed the canvas out of the caches by then, and those scattered
