@@ -19,12 +19,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 EXPECTED = (
-    "an image: a file path, a PIL image, a numpy array HxWxC (uint8, or float in [0, 1]), "
-    "a torch tensor CxHxW or NxCxHxW, or a list of these"
+    "an image: a file path, a PIL image, a numpy array HxW or HxWxC (uint8, uint16, or float in [0, 1]), "
+    "a torch tensor HxW, CxHxW or NxCxHxW, or a list of these"
 )
 
+_INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit PNGs (and 32-bit integer TIFFs) in PIL
 
-def _pil_to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
+
+def _pil_to_tensor(img: Image.Image, channels: int, what: str = "The PIL image") -> torch.Tensor:
+    if img.mode in _INT_MODES or img.mode == "F":
+        return _fix_channels(_pil_wide_to_tensor(img, what), channels, what)
     mode = "L" if channels == 1 else "RGB"
     if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
         # composite transparent images on white, like a browser shows them
@@ -36,6 +40,30 @@ def _pil_to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _pil_wide_to_tensor(img: Image.Image, what: str) -> torch.Tensor:
+    """A 16-bit ("I;16", "I") or float ("F") grayscale PIL image -> ``1xHxW`` with its real range.
+
+    PIL's ``convert("L")`` would clip these to 0..255 (a 16-bit image saturates to white)."""
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        t = torch.from_numpy(a.copy())[None]
+        _check_finite(t, f"{what} (a float image, PIL mode 'F')")
+        lo, hi = (float(t.min()), float(t.max())) if t.numel() else (0.0, 0.0)
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"{what} is a float image (PIL mode 'F') with values in [{lo:.4g}, {hi:.4g}]: expected [0, 1]. "
+                "Scale it first, e.g. a = np.asarray(Image.open(path), np.float32); a = (a - a.min()) / (a.max() - a.min())."
+            )
+        return t.clamp_(0, 1)
+    a = np.asarray(img).astype(np.float32)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ValueError(
+            f"{what} is an integer image (PIL mode {img.mode!r}) with values in [{a.min():.0f}, {a.max():.0f}]: "
+            "expected 16-bit values 0..65535. Scale it to [0, 1] first, e.g. a = np.asarray(img) / np.asarray(img).max()."
+        )
+    return torch.from_numpy(a / 65535.0)[None]
 
 
 def _fix_channels(t: torch.Tensor, channels: int, what: str) -> torch.Tensor:
@@ -57,8 +85,10 @@ def _fix_channels(t: torch.Tensor, channels: int, what: str) -> torch.Tensor:
 def to_tensor(image, channels: int = 3) -> torch.Tensor:
     """One image as a float tensor ``channels x H x W`` in [0, 1].
 
-    Accepts a path, a PIL image, a numpy ``HxWxC`` array (uint8, or float in [0, 1]) or a
-    tensor ``CxHxW``. Grayscale and RGBA are converted to ``channels``.
+    Accepts a path, a PIL image (16-bit and float images keep their range: value / 65535, floats in
+    [0, 1]), a numpy ``HxW`` or ``HxWxC`` array (uint8, uint16, or float in [0, 1]) or a tensor
+    ``HxW`` or ``CxHxW``. A 2-D array is a grayscale image. Grayscale and RGBA are converted to
+    ``channels``. NaN or infinite values, and complex numbers, are refused with a clear error.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
@@ -67,32 +97,39 @@ def to_tensor(image, channels: int = 3) -> torch.Tensor:
         try:
             with Image.open(path) as img:
                 img.load()
-                return _pil_to_tensor(img, channels)
+                return _pil_to_tensor(img, channels, repr(str(path)))
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"{str(path)!r} is not an image file PIL can read (PNG, JPEG, ...): {e}") from None
     if isinstance(image, Image.Image):
         t = _pil_to_tensor(image, channels)
     elif isinstance(image, np.ndarray):
         a = image
-        if a.ndim == 2:
-            raise ValueError(
-                f"Got a 2-D array of shape {a.shape}: expected an image HxWxC. "
-                "For a grayscale image pass a[..., None] (HxWx1) or PIL.Image.fromarray(a)."
-            )
+        if np.iscomplexobj(a):
+            raise TypeError(f"Got a complex array (dtype {a.dtype}): an image has real values. "
+                            "Pass np.abs(a) (the magnitude) or a.real.")
+        if a.ndim == 2:  # grayscale HxW
+            a = a[:, :, None]
         if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-            raise ValueError(f"Got an array of shape {a.shape}: expected HxWxC with C = 1, 3 or 4.")
+            raise ValueError(f"Got an array of shape {a.shape}: expected HxW (gray) or HxWxC with C = 1, 3 or 4.")
         if a.dtype == np.uint8:
             # np.require copies read-only arrays (np.asarray(pil_image)), which torch would warn about
             t = torch.from_numpy(np.require(a, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
+        elif a.dtype == np.uint16:
+            t = torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1).div_(65535.0)
         elif a.dtype == bool:
             t = torch.from_numpy(np.require(a, requirements=["C", "W"])).permute(2, 0, 1).float()
         elif np.issubdtype(a.dtype, np.floating):
             t = torch.from_numpy(np.require(a, np.float32, ["C", "W"])).permute(2, 0, 1)
             _check_unit_range(t, "float array")
         else:
-            raise ValueError(f"Got an array of dtype {a.dtype}: expected uint8 (0-255) or float in [0, 1].")
+            raise ValueError(f"Got an array of dtype {a.dtype}: expected uint8 (0-255), uint16 (0-65535) or float in [0, 1].")
     elif isinstance(image, torch.Tensor):
         t = image.detach()
+        if t.is_complex():
+            raise TypeError(f"Got a complex tensor ({t.dtype}): an image has real values. "
+                            "Pass t.abs() (the magnitude) or t.real.")
+        if t.ndim == 2:  # grayscale HxW
+            t = t[None]
         if t.ndim != 3:
             raise ValueError(f"Got a {t.ndim}-D tensor of shape {tuple(t.shape)}: expected CxHxW (or NxCxHxW for a batch).")
         if t.shape[0] not in (1, 3, 4) and t.shape[-1] in (1, 3, 4):
@@ -111,7 +148,20 @@ def to_tensor(image, channels: int = 3) -> torch.Tensor:
     return t
 
 
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    """A clear error for NaN or infinite pixels (they would poison every activation)."""
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        nan = int(torch.isnan(t).sum())
+        if nan:
+            raise ValueError(f"{what} has {nan} NaN values (of {t.numel()}): an image needs finite numbers in [0, 1]. "
+                             "Replace them first, e.g. np.nan_to_num(a) or torch.nan_to_num(t).")
+        inf = int(torch.isinf(t).sum())
+        raise ValueError(f"{what} has {inf} infinite values (of {t.numel()}): an image needs finite numbers in [0, 1]. "
+                         "Replace or clip them first, e.g. torch.nan_to_num(t, posinf=1.0, neginf=0.0).")
+
+
 def _check_unit_range(t: torch.Tensor, what: str) -> None:
+    _check_finite(t, f"The {what}")
     if t.numel() and (t.min() < -1e-3 or t.max() > 1 + 1e-3):
         raise ValueError(
             f"The {what} has values in [{float(t.min()):.3g}, {float(t.max()):.3g}]: expected a raw image in [0, 1]. "
@@ -120,11 +170,11 @@ def _check_unit_range(t: torch.Tensor, what: str) -> None:
 
 
 def to_images(images, channels: int = 3) -> list[torch.Tensor]:
-    """A list of ``CxHxW`` tensors from one image, a list of images, or an ``NxCxHxW`` tensor."""
+    """A list of ``CxHxW`` tensors from one image, a list of images, or an ``NxCxHxW`` tensor / ``NxHxWxC`` array."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         return [to_tensor(t, channels) for t in images]
-    if isinstance(images, torch.Tensor) and images.ndim not in (3,):
-        raise ValueError(f"Got a {images.ndim}-D tensor of shape {tuple(images.shape)}: expected CxHxW or NxCxHxW.")
+    if isinstance(images, torch.Tensor) and images.ndim not in (2, 3):
+        raise ValueError(f"Got a {images.ndim}-D tensor of shape {tuple(images.shape)}: expected HxW, CxHxW or NxCxHxW.")
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return [to_tensor(a, channels) for a in images]
     if isinstance(images, (list, tuple)):

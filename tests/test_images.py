@@ -96,9 +96,74 @@ def test_a_file_that_is_not_an_image(probe, tmp_path):
         probe.activations(f, 0)
 
 
-def test_two_dimensional_array(probe):
-    with pytest.raises(ValueError, match=r"2-D array.*HxWxC"):
-        probe.activations(np.zeros((64, 64), np.uint8), 0)
+def test_a_two_dimensional_array_is_a_grayscale_image(probe, cat):
+    """A 28x28 array (MNIST) is a gray image, for 1-channel and 3-channel models alike."""
+    gray = np.asarray(cat.convert("L"))
+    ref = to_tensor(gray[..., None])
+    for img in (gray, torch.from_numpy(gray.copy()), gray.astype(np.float32) / 255,
+                torch.from_numpy(gray.copy()).float() / 255):
+        torch.testing.assert_close(to_tensor(img), ref, atol=1e-6, rtol=0)
+        assert to_tensor(img, channels=1).shape == (1, *gray.shape)
+    assert to_images(torch.from_numpy(gray.copy()))[0].shape == (3, *gray.shape)
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    assert probe.activations(digit, 0).shape[0] == 1  # through the Probe's preprocessing
+    one = cw.Probe(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU()), device="cpu",
+                   transform=Preprocess(resize=None, crop=(28, 28), channels=1, mean=(0.5,), std=(0.5,)))
+    assert one.prepare(digit).shape == (1, 1, 28, 28)
+    assert one.prepare([digit, torch.from_numpy(digit)]).shape == (2, 1, 28, 28)
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    with Image.open(tmp_path / "ramp16.png") as im:
+        assert im.mode.startswith("I")  # PIL reads it as a 16-bit ("I;16") image
+    t = to_tensor(tmp_path / "ramp16.png", channels=1)
+    np.testing.assert_allclose(t[0].numpy(), ramp / 65535.0, atol=1e-6)
+    assert 0.45 < float(t.mean()) < 0.55  # not saturated to white (PIL's convert("L") clips at 255)
+    assert to_tensor(tmp_path / "ramp16.png").shape == (3, 32, 64)
+    # a PIL image in mode "I" (32-bit) with 16-bit values, and the same as a uint16 array
+    torch.testing.assert_close(to_tensor(Image.fromarray(ramp.astype(np.int32)), 1), t)
+    torch.testing.assert_close(to_tensor(ramp, 1), t)
+    with pytest.raises(ValueError, match=r"values in \[0, 69993\].*0\.\.65535"):
+        to_tensor(Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8) * 1111))
+
+
+def test_float_tiff_keeps_its_range_or_says_how_to_scale(tmp_path):
+    ramp = np.linspace(0, 1, 48 * 40, dtype=np.float32).reshape(40, 48)
+    Image.fromarray(ramp).save(tmp_path / "unit.tif")
+    t = to_tensor(tmp_path / "unit.tif", channels=1)
+    np.testing.assert_allclose(t[0].numpy(), ramp, atol=1e-7)
+    Image.fromarray(ramp * 4000 - 100).save(tmp_path / "raw.tif")
+    with pytest.raises(ValueError, match=r"raw\.tif.*float image.*\[-100, 3900\].*expected \[0, 1\].*a\.min\(\)") as e:
+        to_tensor(tmp_path / "raw.tif")
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__)
+
+
+def test_nan_and_inf_are_named(tmp_path):
+    cases = {
+        "NaN": [np.full((8, 8), np.nan, np.float32), torch.full((3, 8, 8), float("nan")),
+                Image.fromarray(np.full((8, 8), np.nan, np.float32))],
+        "infinite": [np.full((8, 8, 3), np.inf, np.float32), torch.full((1, 8, 8), -float("inf"))],
+    }
+    half = np.full((8, 8, 3), 0.5, np.float32)
+    half[0, 0, 0] = np.nan
+    cases["NaN"].append(half)
+    for word, images in cases.items():
+        for img in images:
+            with pytest.raises(ValueError, match=rf"{word} values.*finite numbers in \[0, 1\]") as e:
+                to_tensor(img)
+            assert e.value.__cause__ is None and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="1 NaN values"):
+        to_tensor(half)
+
+
+def test_complex_images_are_refused():
+    for img in (np.zeros((8, 8), np.complex64), np.ones((8, 8, 3), np.complex128), torch.zeros(3, 8, 8, dtype=torch.complex64)):
+        with pytest.raises(TypeError, match=r"complex.*real values.*abs") as e:
+            to_tensor(img)
+        assert e.value.__cause__ is None
 
 
 def test_five_dimensional_tensor(probe):
