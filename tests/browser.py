@@ -256,6 +256,15 @@ class NotebookRun:
         """All text shown in the notebook's output areas (for assertions)."""
         return "\n".join(self.page.locator(self.panel).locator(".jp-OutputArea-output").all_inner_texts())
 
+    def save(self, timeout: float = 30):
+        """Save the notebook as a user would (JupyterLab's "Save", Ctrl-S) and wait until it is no longer dirty."""
+        self._touch()
+        self.page.evaluate("""async (path) => { const p = (%s)(path); window.jupyterapp.shell.activateById(p.id);
+                              await window.jupyterapp.commands.execute('docmanager:save'); }""" % _JS_PANEL.strip(),
+                           self.path)
+        self.page.wait_for_function("(path) => !(%s)(path).context.model.dirty" % _JS_PANEL.strip(), arg=self.path,
+                                    timeout=timeout * 1000, polling=200)
+
     # --- closing ---------------------------------------------------------------------------
     def _touch(self):
         self.lab._touch(self)
@@ -503,3 +512,94 @@ class Lab:
         if getattr(self, "_log", None):
             self._log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# Lab settings that keep screenshots and cell states reliable: every cell in the DOM, no news/update toasts.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+}
+
+
+def isolated_jupyter_env(root: Path, env: dict | None = None) -> dict:
+    """Environment for a JupyterLab started by someone else (``make demo``) that this harness can drive.
+
+    Config, runtime, settings and workspaces go under ``root`` (nothing read from or written to ~/.jupyter),
+    with :data:`LAB_SETTINGS` and ``LabApp.expose_app_in_browser`` (the ``window.jupyterapp`` the harness uses),
+    set through a config file as a user's own config would be. Kernels are found as usual (the .venv's).
+    """
+    root = Path(root)
+    settings, config = root / "lab-settings", root / "config"
+    for plugin, values in LAB_SETTINGS.items():
+        f = settings / f"{plugin}.jupyterlab-settings"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(values))
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_server_config.json").write_text(json.dumps({"LabApp": {
+        "expose_app_in_browser": True, "news_url": None,
+        "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate"}}))
+    env = dict(os.environ if env is None else env)
+    env.update({
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+    })
+    env.pop("JUPYTER_TOKEN", None)
+    return env
+
+
+class AttachedLab(Lab):
+    """A headless Chromium driving a JupyterLab that is already running (started elsewhere, e.g. by ``make demo``).
+
+    ``url`` is the one the server printed, ``http://127.0.0.1:PORT/...?token=...``; the server needs
+    ``LabApp.expose_app_in_browser`` (see :func:`isolated_jupyter_env`). ``root`` is the folder it serves, if
+    known (for :meth:`write_notebook`). :meth:`close` closes the browser only: the server and its kernels
+    belong to whoever started them.
+    """
+
+    def __init__(self, url: str, root: Path | None = None, python: str = sys.executable):
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(url)
+        token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
+        if not (parts.scheme and parts.port and token):
+            raise ValueError(f"expected http://HOST:PORT/...?token=..., got {url!r}")
+        self.python = python
+        self.root = self.notebooks = Path(root) if root is not None else None
+        self.port = parts.port
+        self.token = token
+        self.url = f"{parts.scheme}://{parts.netloc}"
+        self._open = []
+        self._proc = None
+        self._pw = None
+        self.browser = None
+        atexit.register(self.close)
+        try:
+            self._start_browser()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Close the pages and the browser; the server and its kernels keep running."""
+        for run in list(self._open):
+            run.closed = True
+            try:
+                run._context.close()
+            except Exception:
+                pass
+        self._open = []
+        if self.browser is not None:
+            try:
+                self.browser.close()
+            except Exception:
+                pass
+            self.browser = None
+        if self._pw is not None:
+            try:
+                self._pw.stop()
+            except Exception:
+                pass
+            self._pw = None
