@@ -7,6 +7,7 @@
 from importlib import import_module
 
 from .images import Preprocess, noise_image, sample_batch, sample_dataset, sample_image, sample_images, sample_names
+from .imagesets import ImageSet, image_set
 from .models import imagenet_classes, load_checkpoint, load_model
 from .probe import Layer, Probe
 
@@ -38,5 +39,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'cnnwidgets' has no attribute {name!r}")
 
 
-__all__ = ["Probe", "Layer", "Preprocess", "load_model", "load_checkpoint", "imagenet_classes", "sample_image",
+__all__ = ["Probe", "Layer", "Preprocess", "image_set", "ImageSet", "load_model", "load_checkpoint", "imagenet_classes", "sample_image",
            "sample_images", "sample_names", "sample_batch", "sample_dataset", "noise_image", *_LAZY]

@@ -10,6 +10,8 @@ Two estimators of HSIC, the statistic CKA normalises (``CKA = HSIC(K, L) / sqrt(
 
 How :func:`layer_similarity` streams (memory, design):
 
+* The images come from :func:`cnnwidgets.image_set` (a tensor, a list, a folder, a Dataset, a DataLoader), one
+  batch at a time; "biased" needs their number up front (``len``), "unbiased" does not.
 * One truncated forward per minibatch captures every requested layer (``probe.capture``).
 * Each representation (a layer, or one channel of a layer) is turned into Gram matrices on the probe's
   device right away; the activations of the batch are then dropped.
@@ -39,6 +41,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..imagesets import Batch, ImageSet, image_set, known_length
 from ..runner import Step, run
 
 MIN_IMAGES = 4
@@ -248,14 +251,50 @@ def _check_n(n: int) -> None:
 
 
 def _as_image_list(images):
-    """(count, slicer) for a batch tensor/array, a list of images, or a dict of them."""
-    if isinstance(images, dict):
-        images = list(images.values())
-    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
-        return images.shape[0], images
-    if isinstance(images, (list, tuple)):
-        return len(images), list(images)
-    return 1, [images]
+    """(count, images by position) of any image set: ``imgs[i:j]`` gives a list of images i..j-1.
+
+    Kept for panels that index the set; the analyses stream it with :func:`cnnwidgets.image_set`."""
+    s = image_set(images)
+    return len(s), _ByPosition(s)
+
+
+class _ByPosition:
+    def __init__(self, s: ImageSet):
+        self.s = s
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self.s.image(i) for i in range(*key.indices(len(self.s)))]
+        return self.s.image(key)
+
+
+def _chunks(s: ImageSet, batch_size: int, start: int = 0) -> Iterator[Batch]:
+    """The set's batches from image ``start`` on, with :func:`_splits`' boundaries: a last batch smaller than
+    MIN_IMAGES joins the one before (at most two batches are held)."""
+    prev = None
+    for batch in s.batches(max(int(batch_size), MIN_IMAGES), start):
+        if prev is not None and len(batch) < MIN_IMAGES:  # only the last batch is short
+            prev = _join(prev, batch)
+            continue
+        if prev is not None:
+            yield prev
+        prev = batch
+    if prev is not None:
+        yield prev
+
+
+def _join(a: Batch, b: Batch) -> Batch:
+    if isinstance(a.images, torch.Tensor) and isinstance(b.images, torch.Tensor) and a.images.shape[1:] == b.images.shape[1:]:
+        images = torch.cat([a.images, b.images])
+    elif isinstance(a.images, np.ndarray) and isinstance(b.images, np.ndarray) and a.images.shape[1:] == b.images.shape[1:]:
+        images = np.concatenate([a.images, b.images])
+    else:
+        images = list(a.images) + list(b.images)
+    labels = None if a.labels is None or b.labels is None else a.labels + b.labels
+    return Batch(images, labels, a.indices + b.indices)
 
 
 def _splits(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -328,21 +367,25 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
     if estimator not in ("biased", "unbiased"):
         raise ValueError(f"estimator must be 'biased' or 'unbiased', got {estimator!r}.")
     _kernel(torch.zeros(1, 2, 2, dtype=torch.float64), kernel, sigma)  # validate early
-    n, imgs = _as_image_list(images)
-    _check_n(n)
+    s = image_set(images)
+    n = known_length(s)
+    if n is not None:
+        _check_n(n)
+    elif estimator == "biased":
+        raise ValueError(f"The 'biased' (exact) estimator needs the number of images up front, and {s.what} does not "
+                         "know it (len() fails). Use estimator='unbiased' (minibatch CKA), or give the set a length.")
     rows = sources[0].names
     cols = sources[-1].names
     same = len(sources) == 1
     nr = len(rows)
     row_sl = slice(0, nr)
     col_sl = row_sl if same else slice(nr, None)
-    splits = _splits(n, batch_size)
     device = sources[0].probe.device
 
-    def feats_of(a, b):
+    def feats_of(batch):
         out = []
-        for s in sources:
-            out += s.features(imgs[a:b])
+        for src in sources:
+            out += src.features(batch.images)
         return out
 
     def result(h, scale, m, final=False):
@@ -353,21 +396,35 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
     if estimator == "unbiased":
         h = scale = None
         shifts = None
-        for i, (a, b) in enumerate(splits):
-            f, shifts = _shift(feats_of(a, b), shifts)
+        total = len(_splits(n, batch_size)) if n is not None else None
+        b = 0
+        for i, batch in enumerate(_chunks(s, batch_size)):
+            m = len(batch)
+            if m < MIN_IMAGES:  # a set of fewer than 4 images (a short batch is joined to the one before)
+                _check_n(m)
+            b += m
+            f, shifts = _shift(feats_of(batch), shifts)
+            del batch
             k = _kernel(_grams(f), kernel, sigma)
             del f
             hb = hsic_unbiased(k)
-            sb = (k.reshape(k.shape[0], -1) ** 2).sum(-1) / ((b - a) * (b - a - 3))
+            sb = (k.reshape(k.shape[0], -1) ** 2).sum(-1) / (m * (m - 3))
             h = hb if h is None else h + hb
             scale = sb if scale is None else scale + sb
             del k
-            yield Step(i + 1, len(splits), result(h, scale, b, i + 1 == len(splits)), {"images": b, "forwards": i + 1})
+            final = total is not None and i + 1 == total
+            yield Step(i + 1, total, result(h, scale, b, final), {"images": b, "forwards": i + 1})
+        if h is None:
+            _check_n(0)
+        if not final:  # the length was unknown: the last partial result is the final one
+            yield Step(i + 1, i + 1, result(h, scale, b, True), {"images": b, "forwards": i + 1})
         return
 
     # biased: the full G x n x n Grams, filled block by block. Batches of the current group are held
     # (at most max_bytes of features); every later batch adds its cross blocks with them.
-    f0, shifts = _shift(feats_of(*splits[0]), None)
+    splits = _splits(n, batch_size)
+    stream = _chunks(s, batch_size)
+    f0, shifts = _shift(feats_of(next(stream)), None)
     per_image = sum(t.numel() * t.element_size() for t in f0) / (splits[0][1] - splits[0][0])
     hold_images = max(1, int(max_bytes // max(per_image, 1.0)))
     groups: list[list[int]] = []  # indices into splits
@@ -381,17 +438,29 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
                         device="cpu" if device.type == "mps" else device)
     forwards = 0
     last = None
+    if len(groups) > 1 and not s._repeatable:
+        raise ValueError(f"{n} images do not fit in max_bytes={max_bytes} for the exact ('biased') estimator, which then "
+                         f"reads them in {len(groups)} passes, but {s.what} gives a new order each pass. Use a "
+                         "DataLoader with shuffle=False, a larger max_bytes, or estimator='unbiased'.")
     for group in groups:
         g0 = splits[group[0]][0]
         g1 = splits[group[-1]][1]
         buf: list[torch.Tensor] | None = None  # this group's features, one (G x images x d) buffer per representation
         filled = 0
+        if stream is None:  # a later group: read the set again from its first image
+            stream = _chunks(s, batch_size, g0)
         for i in range(group[0], len(splits)):
             a, b = splits[i]
             if f0 is not None:
                 f, f0 = f0, None
             else:
-                f, _ = _shift(feats_of(a, b), shifts)
+                batch = next(stream, None)
+                if batch is None or batch.indices[0] != a or len(batch) != b - a:
+                    raise ValueError(f"{s.what} gave other images than its length ({n}) says: "
+                                     f"{'it ended' if batch is None else f'images {batch.indices[0]}..{batch.indices[-1]}'} "
+                                     f"where images {a}..{b - 1} were expected.")
+                f, _ = _shift(feats_of(batch), shifts)
+                del batch
             forwards += 1
             if buf is None:
                 buf = [t.new_empty(t.shape[0], g1 - g0, t.shape[2]) for t in f]
@@ -411,6 +480,9 @@ def similarity_steps(sources: list[_Source], images, *, batch_size: int = 32, es
             del f
             yield Step(forwards, total, last, {"images": last.images, "forwards": forwards, "groups": len(groups)})
         buf = None
+        if next(stream, None) is not None:
+            raise ValueError(f"{s.what} gave more images than its length ({n}) says.")
+        stream = None
 
 
 def _layers_arg(probe, layers):
@@ -434,7 +506,8 @@ def layer_similarity_steps(probe, images, layers=None, *, batch_size: int = 32, 
 
 
 def layer_similarity(probe, images, layers=None, **kwargs) -> CKAResult:
-    """CKA between every pair of ``layers`` (default: all conv layers) over ``images`` (at least 4).
+    """CKA between every pair of ``layers`` (default: all conv layers) over ``images`` (at least 4; any set
+    :func:`cnnwidgets.image_set` takes: a tensor, a list, a folder, a Dataset, a DataLoader — streamed).
 
     ``estimator="unbiased"`` (default, minibatch CKA: memory flat in the number of images) or
     ``"biased"`` (exact full-batch value of Kornblith et al./seed 000); ``kernel="linear"`` or ``"rbf"``

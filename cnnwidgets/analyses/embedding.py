@@ -1,7 +1,9 @@
 """Layer features over an image set: PCA / t-SNE maps, and the images that excite a channel most.
 
 Seed 001's appendix runs scikit-learn's t-SNE on every layer's features of a batch; seed 002's
-"filter explanation" asks which inputs excite a filter. Both start from one streamed pass.
+"filter explanation" asks which inputs excite a filter. Both start from one streamed pass over any
+set of images :func:`cnnwidgets.image_set` takes (a folder, a Dataset, a DataLoader, a tensor...),
+one batch in memory at a time.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..imagesets import image_set, known_length
 from ..runner import Step, run
 
 POOLS = ("mean", "max", "flatten")
@@ -29,29 +32,39 @@ def _pool(t: torch.Tensor, pool: str) -> torch.Tensor:
 
 
 def _batches(probe, images, batch_size: int):
-    x = images if isinstance(images, torch.Tensor) and images.ndim == 4 else None
-    n = x.shape[0] if x is not None else len(images)
-    for i in range(0, n, batch_size):
-        chunk = x[i : i + batch_size] if x is not None else images[i : i + batch_size]
-        yield i, n, probe.prepare(chunk)
+    """(batch, number of images or None, prepared batch) over any image set, one batch at a time."""
+    s = image_set(images)
+    n = known_length(s)
+    for batch in s.batches(batch_size):
+        yield batch, n, probe.prepare(batch.images)
 
 
 def features_steps(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> Iterator[Step]:
-    """Stream pooled features ``{layer: N x C}`` over ``images``; yields a Step per minibatch."""
+    """Stream pooled features ``{layer: N x C}`` over ``images`` (any image set); yields a Step per minibatch.
+
+    The last Step's ``info`` holds ``"labels"`` (the label of each row, ints, or None when the set has none)
+    and ``"indices"`` (each row's position in the set), as seen in this pass."""
     targets = [probe.layer(l) for l in ([layers] if isinstance(layers, (str, int)) else layers)]
     parts: dict[str, list[torch.Tensor]] = {l.name: [] for l in targets}
+    labels: list[int] | None = []
+    indices: list[int] = []
     done = 0
-    for i, n, x in _batches(probe, images, batch_size):
+    for batch, n, x in _batches(probe, images, batch_size):
         got = probe.capture(x, [l.name for l in targets])
         for name, t in got.items():
             parts[name].append(_pool(t.float(), pool).cpu())
-        done = min(i + batch_size, n)
+        labels = None if labels is None or batch.labels is None else labels + list(batch.labels)
+        indices += batch.indices
+        done += len(batch)
         yield Step(done, n, None)
-    yield Step(done, done, {k: torch.cat(v).numpy() for k, v in parts.items()})
+    if not indices:
+        raise ValueError("The image set gave no images.")
+    yield Step(done, done, {k: torch.cat(v).numpy() for k, v in parts.items()},
+               {"labels": labels, "indices": np.asarray(indices)})
 
 
 def features(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Pooled features ``{layer: N x C}`` (global average pooling of each channel by default)."""
+    """Pooled features ``{layer: N x C}`` (global average pooling of each channel by default) over any image set."""
     return run(features_steps(probe, images, layers, pool, batch_size)).value
 
 
@@ -100,27 +113,31 @@ class TopImages:
 
     layer: str
     channel: int
-    indices: np.ndarray  #: into the image set, best first
+    indices: np.ndarray  #: positions in the image set, best first
     scores: np.ndarray  #: the channel's activation (``score`` reduction) for each
 
 
 def top_images_steps(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> Iterator[Step]:
-    """Stream over ``images`` keeping the ``k`` that excite ``channel`` of ``layer`` most (by its max or mean)."""
+    """Stream over ``images`` (any image set) keeping the ``k`` that excite ``channel`` of ``layer`` most (by its
+    max or mean over space)."""
     l = probe.layer(layer)
     if l.channels is None or not 0 <= channel < l.channels:
         raise IndexError(f"Channel {channel} is out of range for {l.name} ({l.channels} channels: 0..{(l.channels or 1) - 1}).")
     if score not in ("max", "mean"):
         raise ValueError(f"score must be 'max' or 'mean', got {score!r}.")
     all_scores: list[torch.Tensor] = []
-    n = 0
-    for i, n, x in _batches(probe, images, batch_size):
+    indices: list[int] = []
+    for batch, n, x in _batches(probe, images, batch_size):
         t = probe.capture(x, [l.name])[l.name][:, channel].float()
         s = t.flatten(1).amax(1) if score == "max" else t.flatten(1).mean(1)
         all_scores.append(s.cpu())
-        yield Step(min(i + batch_size, n), n, None)
+        indices += batch.indices
+        yield Step(len(indices), n, None)
+    if not indices:
+        raise ValueError("The image set gave no images.")
     scores = torch.cat(all_scores).numpy()
     order = np.argsort(-scores, kind="stable")[:k]
-    yield Step(n, n, TopImages(l.name, channel, order, scores[order]))
+    yield Step(len(indices), len(indices), TopImages(l.name, channel, np.asarray(indices)[order], scores[order]))
 
 
 def top_images(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> TopImages:
