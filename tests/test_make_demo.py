@@ -7,6 +7,8 @@ kernel and a headless Chromium. Select with ``-m fresh_clone``; the first run ta
 
 The nested `make test` runs with CNNWIDGETS_IN_FRESH_CLONE=1, which skips this module there (no recursion).
 CNNWIDGETS_KEEP_CLONE=1 keeps the clone (and its .venv) for a look after a failure.
+The clone holds the tracked files only: an uncommitted change that needs a file not yet added to git fails here as
+it would in a real clone. CNNWIDGETS_FRESH_CLONE_COMMIT=HEAD (any commit) clones that commit instead.
 """
 from __future__ import annotations
 
@@ -72,8 +74,12 @@ def fresh_clone():
     """A clone of this repository in a temp dir, checked out at a commit of the working tree (git stash create:
     read-only, it only writes objects) or HEAD when nothing is modified. No .venv, no my-notebooks/."""
     t0 = time.monotonic()
-    commit = _git("-c", "user.name=fresh-clone test", "-c", "user.email=fresh-clone@localhost", "stash", "create")
-    commit = commit or _git("rev-parse", "HEAD")
+    commit = os.environ.get("CNNWIDGETS_FRESH_CLONE_COMMIT")
+    if commit:
+        commit = _git("rev-parse", "--verify", f"{commit}^{{commit}}")
+    else:
+        commit = _git("-c", "user.name=fresh-clone test", "-c", "user.email=fresh-clone@localhost", "stash", "create")
+        commit = commit or _git("rev-parse", "HEAD")
     top = Path(tempfile.mkdtemp(prefix="cnnwidgets-fresh-clone-"))
     path = top / "cnnwidgets"
     _git("clone", "--quiet", "--no-checkout", str(REPO), str(path), cwd=top)  # local: objects hard-linked
