@@ -113,17 +113,16 @@ class Bare:
             self(s)
 
     def __call__(self, size: int) -> float:
-        """Seconds for one bare step at ``size`` (the model is frozen by the caller or here)."""
-        with self.probe.frozen():  # nested in the caller's: cheap
-            x = torch.rand(self.n, 3, size, size, device=self.probe.device)
-            if self.nhwc:  # our transforms hand the model NHWC images: no layout copy in either step
-                x = x.contiguous(memory_format=torch.channels_last)
-            x.requires_grad_(True)
-            t = time.perf_counter()
-            a = D.engine.forward_chunks(self.probe, x, [self.layer], self.chunk, self.nhwc)[self.layer]
-            a[:, 0].mean().backward()
-            _ = x.grad.sum().item()  # wait for the device
-            return time.perf_counter() - t
+        """Seconds for one bare step at ``size`` (on the Probe's view: eval mode, frozen parameters)."""
+        x = torch.rand(self.n, 3, size, size, device=self.probe.device)
+        if self.nhwc:  # our transforms hand the model NHWC images: no layout copy in either step
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        t = time.perf_counter()
+        a = D.engine.forward_chunks(self.probe, x, [self.layer], self.chunk, self.nhwc)[self.layer]
+        a[:, 0].mean().backward()
+        _ = x.grad.sum().item()  # wait for the device
+        return time.perf_counter() - t
 
 
 def overhead(probe, objective, layer: str, n: int, steps: int, repeats: int, plain: bool = False):
@@ -134,16 +133,15 @@ def overhead(probe, objective, layer: str, n: int, steps: int, repeats: int, pla
     bare = Bare(probe, layer, n, plain=plain)
     ours, theirs = [], []
     k = 0
-    with bare.probe.frozen():
-        for r in range(repeats):
-            run = iter(D.dream(probe, objective, steps=steps, preset="regularized", size=SIZE, seed=r))
-            next(run), next(run)
-            for _ in range(steps - 2):
-                t = time.perf_counter()
-                next(run)
-                ours.append(time.perf_counter() - t)
-                theirs.append(bare(bare.sizes[k % len(bare.sizes)]))
-                k += 1
+    for r in range(repeats):
+        run = iter(D.dream(probe, objective, steps=steps, preset="regularized", size=SIZE, seed=r))
+        next(run), next(run)
+        for _ in range(steps - 2):
+            t = time.perf_counter()
+            next(run)
+            ours.append(time.perf_counter() - t)
+            theirs.append(bare(bare.sizes[k % len(bare.sizes)]))
+            k += 1
     return statistics.median(ours), statistics.median(theirs)
 
 

@@ -3,8 +3,9 @@
 In eval mode a BatchNorm is a per-channel affine map, so ``bn(conv(x))`` equals one convolution with
 scaled weights and a shifted bias. A dream runs thousands of forward+backward passes in eval mode:
 without the BatchNorms (forward and backward) they run about 1.4x faster on a CPU. The user's model
-is never changed: :func:`fold_batchnorm` works on a deep copy, and :meth:`cnnwidgets.Probe.folded`
-checks the copy against the model before using it.
+is never changed: :func:`fold_batchnorm` works on a private view of it (new module objects; only the folded
+convolutions get new weight tensors), and :meth:`cnnwidgets.Probe.folded` checks the copy against the model
+before using it.
 
 The copy also moves the zero padding that "static same padding" convolutions (EfficientNet ports,
 ``Conv2dStaticSamePadding``) apply with a separate pad into the convolution itself: the same numbers
@@ -16,7 +17,6 @@ faster over four runs; at deeper layers and for 16 images the difference was wit
 """
 from __future__ import annotations
 
-import copy
 from typing import Iterable
 
 import torch
@@ -26,16 +26,15 @@ from . import hooks
 
 
 def fold_batchnorm(model: nn.Module, example: torch.Tensor, keep: Iterable[str] = ()) -> tuple[nn.Module, list[tuple[str, str]]]:
-    """An eval-mode, frozen copy of ``model`` with every ``BatchNorm2d`` that is fed directly by a
-    ``Conv2d`` folded into it (the BatchNorm becomes ``nn.Identity`` under the same name, so its
-    output is still there). Convolutions named in ``keep`` are left alone: their own output is read.
-    Static zero padding moves into the convolutions (:func:`absorb_static_padding`).
-    Returns the copy and the folded ``(conv, batchnorm)`` names."""
+    """``model`` (a private view: eval mode, frozen, ours to change) with every ``BatchNorm2d`` that is fed
+    directly by a ``Conv2d`` folded into it, in place (the BatchNorm becomes ``nn.Identity`` under the same
+    name, so its output is still there; the convolution gets new weight and bias tensors, so the weights the
+    view shares with the user's model are not written). Convolutions named in ``keep`` are left alone: their
+    own output is read. Static zero padding moves into the convolutions (:func:`absorb_static_padding`).
+    Returns the model and the folded ``(conv, batchnorm)`` names."""
     keep = set(keep)
     pairs = [(c, b) for c, b in hooks.conv_bn_pairs(model, example) if c not in keep]
-    m = copy.deepcopy(model).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
+    m = model
     modules = dict(m.named_modules())
     done = []
     for conv_name, bn_name in pairs:

@@ -1,67 +1,62 @@
-"""The only place cnnwidgets touches a model's hooks and state.
+"""The only place cnnwidgets registers hooks, always on the Probe's private view of a model.
 
-:func:`model_state` restores every module's train/eval flag and every parameter's
-``requires_grad`` on exit; :func:`capture` registers forward hooks that collect layer outputs and
-(optionally) stop the forward right after the deepest requested layer. Both are ``with`` blocks,
-so an exception, a ``KeyboardInterrupt`` or a re-run cell cannot leave a hook behind.
+:func:`capture` registers forward hooks that collect layer outputs and (optionally) stop the forward
+right after the deepest requested layer; :func:`trace` records every module's output shape and call
+order; :func:`conv_bn_pairs` finds convolutions feeding a BatchNorm. Each is a ``with`` block or
+removes its hooks in ``finally``, so an exception, a ``KeyboardInterrupt`` or a re-run cell cannot
+leave a hook behind. The user's own module never gets a hook (:mod:`cnnwidgets.view`).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 
 
 class StopForward(Exception):
-    """Raised inside a hook to end a forward pass early (caught by :func:`capture`)."""
+    """Raised inside a hook to end a forward pass early (caught by :func:`run_forward`)."""
 
 
-@contextlib.contextmanager
-def model_state(model: nn.Module, *, eval: bool = True, freeze: bool = False) -> Iterator[None]:
-    """Within the block the model is in eval mode (and frozen if asked); on exit all is as before."""
-    training = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        if eval:
-            model.eval()
-        if freeze:
-            for p, _ in grads:
-                p.requires_grad_(False)
-        yield
-    finally:
-        for m, t in training:
-            m.training = t
-        for p, r in grads:
-            p.requires_grad_(r)
+def first_tensor(out):
+    """The tensor a module's output stands for: the first of nested tuples/lists, the first tensor of a dict."""
+    while isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if isinstance(out, dict):
+        out = next((v for v in out.values() if isinstance(v, torch.Tensor)), None)
+    return out
 
 
 class Capture:
-    """Outputs of named modules from one forward pass (the last call of each, if called twice)."""
+    """Outputs of named modules from one forward pass (the last call of each, if called twice).
+
+    Every kept output is a copy (``clone``, which autograd differentiates through when ``grad``), so a
+    later in-place op (``ReLU(inplace=True)`` after a convolution, a residual ``+=``) cannot change it;
+    the one exception is the output the forward stops at, after which nothing runs."""
 
     def __init__(self, modules: Mapping[str, nn.Module], calls: Mapping[str, int] | None = None,
-                 stop_after: str | None = None, keep: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 stop_after: str | None = None, grad: bool = False):
         self.modules = dict(modules)
         self.calls = dict(calls or {})
         self.stop_after = stop_after
-        self.keep = keep or (lambda t: t)
+        self.grad = grad
         self.outputs: dict[str, torch.Tensor] = {}
         self._seen: dict[str, int] = {}
         self.stopped = False
+        self.output = None
 
     def hook(self, name: str):
         def fn(module, inputs, output):
-            out = output
-            while isinstance(out, (tuple, list)) and out:  # e.g. (output, state)
-                out = out[0]
-            if isinstance(out, dict):
-                out = next((v for v in out.values() if isinstance(v, torch.Tensor)), None)
+            out = first_tensor(output)
             n = self._seen.get(name, 0) + 1
             self._seen[name] = n
+            last = name == self.stop_after and n >= self.calls.get(name, 1)
             if isinstance(out, torch.Tensor):
-                self.outputs[name] = self.keep(out)
-            if name == self.stop_after and n >= self.calls.get(name, 1):
+                if not self.grad:
+                    out = out.detach()
+                self.outputs[name] = out if last else out.clone()
+            if last:
                 self.stopped = True
                 raise StopForward
         return fn
@@ -69,9 +64,9 @@ class Capture:
 
 @contextlib.contextmanager
 def capture(model: nn.Module, modules: Mapping[str, nn.Module], calls: Mapping[str, int] | None = None,
-            stop_after: str | None = None, keep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Capture]:
+            stop_after: str | None = None, grad: bool = False) -> Iterator[Capture]:
     """Hooks on ``modules`` for the duration of the block; removed on exit whatever happens."""
-    cap = Capture(modules, calls, stop_after, keep)
+    cap = Capture(modules, calls, stop_after, grad)
     handles = []
     try:
         for name, m in cap.modules.items():
@@ -82,12 +77,39 @@ def capture(model: nn.Module, modules: Mapping[str, nn.Module], calls: Mapping[s
             h.remove()
 
 
-def run_forward(model: nn.Module, x: torch.Tensor, cap: Capture):
+def run_forward(model: nn.Module, x: torch.Tensor):
     """``model(x)`` that treats :class:`StopForward` as a normal early end; returns the output or None."""
     try:
         return model(x)
     except StopForward:
         return None
+
+
+@contextlib.contextmanager
+def trace(model: nn.Module) -> Iterator[dict]:
+    """Hooks on every named module that record, for one forward: ``order`` (when each call ended),
+    ``calls`` (how many times it ran) and ``shapes`` (its output tensor's shape without the batch)."""
+    rec = {"order": {}, "calls": {}, "shapes": {}}
+    counter = iter(range(10**9))
+
+    def keep_shape(name):
+        def fn(module, inputs, output):
+            out = first_tensor(output)
+            rec["calls"][name] = rec["calls"].get(name, 0) + 1
+            rec["order"][name] = next(counter)
+            if isinstance(out, torch.Tensor):
+                rec["shapes"][name] = tuple(out.shape[1:])
+        return fn
+
+    handles = []
+    try:
+        for n, m in model.named_modules():
+            if n:
+                handles.append(m.register_forward_hook(keep_shape(n)))
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def hook_count(model: nn.Module) -> int:
@@ -99,8 +121,8 @@ def hook_count(model: nn.Module) -> int:
     return n
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+              "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
 @contextlib.contextmanager
@@ -108,12 +130,12 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
     """For third-party code that registers its own hooks (Captum): on exit, whatever happened, every
     hook added to ``model``'s modules inside the block is removed (hooks from before are kept)."""
     mods = list(model.modules())
-    before = [{d: set(getattr(m, d, {}) or {}) for d in _HOOK_DICTS} for m in mods]
+    before = [{d: set(getattr(m, d, {}) or {}) for d in HOOK_DICTS} for m in mods]
     try:
         yield
     finally:
         for m, old in zip(mods, before):
-            for d in _HOOK_DICTS:
+            for d in HOOK_DICTS:
                 table = getattr(m, d, None)
                 if table:
                     for k in [k for k in table if k not in old[d]]:
@@ -122,7 +144,8 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
 
 def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
     """``(conv, batchnorm)`` module names where a ``BatchNorm2d``'s input is exactly the output of a
-    ``Conv2d`` (the tensor itself), each of the two called once, seen in one forward of ``x`` (eval, no grad)."""
+    ``Conv2d`` (the tensor itself), each of the two called once, seen in one forward of ``x`` (no grad).
+    ``model`` is a view (already in eval mode)."""
     named = {n: m for n, m in model.named_modules() if n}
     made_by: dict[int, tuple[str, torch.Tensor]] = {}  # the tensors are held, so no id is reused meanwhile
     fed: list[tuple[torch.Tensor, str]] = []
@@ -142,7 +165,7 @@ def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
 
     handles = []
     try:
-        with model_state(model), torch.no_grad():
+        with torch.no_grad():
             for n, m in named.items():
                 if isinstance(m, nn.Conv2d):
                     handles.append(m.register_forward_hook(on_conv(n)))

@@ -82,14 +82,19 @@ def test_truncated_forward_on_a_torchvision_model_with_random_weights(cat):
 
 
 class Counter(nn.Module):
-    """Identity that counts its calls: proves which part of the network ran."""
+    """Identity that counts its calls: proves which part of the network ran. The count lives in a list, which the
+    Probe's private view shares with the module (a plain ``self.calls += 1`` would count on the view's copy)."""
 
     def __init__(self):
         super().__init__()
-        self.calls = 0
+        self.log = [0]
+
+    @property
+    def calls(self):
+        return self.log[0]
 
     def forward(self, x):
-        self.calls += 1
+        self.log[0] += 1
         return x
 
 
@@ -320,9 +325,18 @@ def test_folded_copy_gives_the_same_outputs_and_leaves_the_model_alone(probe):
     for k, v in probe.model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.requires_grad for p in probe.model.parameters()) and hook_count(probe.model) == 0
-    with torch.no_grad():  # a weight change builds a new copy
-        probe.model._conv_stem.weight.mul_(1.0)
-    assert probe.folded([keep]) is not f
+    w = probe.model._conv_stem.weight
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():  # an in-place write that leaves the values as they were: the copy stays
+            w.mul_(1.0)
+        assert probe.folded([keep]) is f
+        w.data.mul_(1.5)  # a real change, even through .data (no autograd version): a new copy
+        f2 = probe.folded([keep])
+        assert f2 is not f
+        torch.testing.assert_close(f2.forward(x, preprocess=False), probe.forward(x, preprocess=False), rtol=1e-4, atol=1e-4)
+    finally:
+        w.data.copy_(saved)
 
 
 def test_folded_falls_back_to_the_model_when_nothing_folds():

@@ -11,8 +11,9 @@ Attributions are taken with respect to the image *in pixels* (the [0, 1] image a
 resized and cropped); the model's normalisation runs inside the attributed function, so an IG baseline
 "black" is a black image and SmoothGrad noise is a fraction of the pixel range.
 
-Every call holds ``probe._lock``, keeps the model in eval mode with frozen parameters (gradients flow
-to the input only) and removes any hook Captum leaves, even after an exception.
+Every call runs on the Probe's private view of the model (``probe.pixel_model()``: eval mode, frozen
+parameters, so gradients flow to the input only; the user's module is never hooked, switched or frozen) and
+removes any hook Captum leaves on that view, even after an exception.
 Display maths (percentile clip, abs/signed scaling, overlay) is in :mod:`.attribution_display`;
 the randomisation sanity check in :mod:`.sanity`.
 """
@@ -95,27 +96,11 @@ class Attribution:
 
 
 # --- the model in pixel space ------------------------------------------------------------------
-class _Pixels(nn.Module):
-    """``model(normalise(x))`` for ``x`` in [0, 1]; the first tensor of a tuple output."""
-
-    def __init__(self, probe):
-        super().__init__()
-        self.model = probe.model
-        self.normalize = probe.transform.normalize
-
-    def forward(self, x):
-        out = self.model(self.normalize(x))
-        while isinstance(out, (tuple, list)):
-            out = out[0]
-        return out
-
-
 @contextlib.contextmanager
-def guarded(probe) -> Iterator[None]:
-    """The frame of every Captum call: the probe's lock, eval mode, frozen parameters, grad enabled,
-    and no hook left behind. State comes back as it was, also after an error."""
-    with probe._lock, hooks.model_state(probe.model, freeze=True), hooks.no_new_hooks(probe.model), \
-            torch.enable_grad():
+def guarded(fn) -> Iterator[None]:
+    """The frame of every Captum call on a pixel model (``probe.pixel_model()``, a private view of the model:
+    eval mode, frozen parameters): grad enabled, and no hook Captum adds is left behind, even after an error."""
+    with hooks.no_new_hooks(fn), torch.enable_grad():
         yield
 
 
@@ -200,8 +185,8 @@ def top_classes(probe, image, k: int = 5, resize: bool = True) -> list[tuple[int
     """The model's top-``k`` predictions ``[(index, name, probability)]`` for one image."""
     check_classifier(probe)
     x = pixels(probe, image, resize)
-    with guarded(probe), torch.no_grad():
-        p = _Pixels(probe)(x).float().softmax(-1)[0].cpu()
+    with torch.no_grad():
+        p = probe.pixel_model()(x).float().softmax(-1)[0].cpu()
     v, i = p.topk(min(k, p.numel()))
     return [(int(c), probe.class_name(int(c)), float(s)) for s, c in zip(v, i)]
 
@@ -283,9 +268,9 @@ def attribute_steps(probe, image, method: str = "saliency", target: int | None =
     if target is not None:
         check_target(probe, target)  # before any forward: a bad target fails fast
     x = pixels(probe, image, resize)
-    fn = _Pixels(probe)
+    fn = probe.pixel_model()
     t0 = time.perf_counter()
-    with guarded(probe), torch.no_grad():
+    with torch.no_grad():
         logits = fn(x).float()
     if target is None:
         target = int(logits[0].argmax())
@@ -300,7 +285,7 @@ def attribute_steps(probe, image, method: str = "saliency", target: int | None =
             raw = partial
     else:
         yield Step(0, 1, None, {"status": f"{LABELS[method]}: computing…"})
-        with guarded(probe):
+        with guarded(fn):
             raw, extra = _COMPUTE[method](probe, fn, x, target, o)
     raw = raw.detach().float()[0].cpu().numpy()
     m = channel_reduce(raw, "abs" if method in GRADIENT_METHODS else "signed", gradient=method in GRADIENT_METHODS)
@@ -332,13 +317,13 @@ def smoothgrad(probe, x, target, samples=50, noise=0.15, batch_size=25, seed=0):
 
     if samples < 1 or batch_size < 1:
         raise ValueError("SmoothGrad needs samples >= 1 and batch_size >= 1.")
-    fn = _Pixels(probe)
+    fn = probe.pixel_model()
     noisy = smoothgrad_noise(x, samples, noise, seed).requires_grad_()
     total = torch.zeros_like(x)
     done = 0
     for i in range(0, samples, batch_size):
         chunk = noisy[i:i + batch_size].detach().requires_grad_()
-        with guarded(probe):
+        with guarded(fn):
             g = Saliency(fn).attribute(chunk, target=target, abs=False)
         total += g.sum(0, keepdim=True)
         done += chunk.shape[0]
@@ -359,7 +344,7 @@ def _gradcam(probe, fn, x, target, o):
     from captum.attr import LayerAttribution, LayerGradCam
 
     l = cam_layer(probe, o.get("layer"))
-    cam = LayerGradCam(fn, l.module).attribute(x, target=target, relu_attributions=True)
+    cam = LayerGradCam(fn, fn.layer(l.name)).attribute(x, target=target, relu_attributions=True)
     coarse = cam.detach()[0, 0].float().cpu().numpy()
     up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     return up, {"layer": l.name, "coarse": coarse}
@@ -373,7 +358,7 @@ def _guided_gradcam(probe, fn, x, target, o):
     l = cam_layer(probe, o.get("layer"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        attr = GuidedGradCam(fn, l.module).attribute(x, target=target, interpolate_mode="bilinear")
+        attr = GuidedGradCam(fn, fn.layer(l.name)).attribute(x, target=target, interpolate_mode="bilinear")
     return attr, {"layer": l.name}
 
 
@@ -413,9 +398,14 @@ def _lime(probe, fn, x, target, o):
     seg = superpixels(x[0].detach().cpu().numpy(), o["segments"], o["segmentation"])
     mask = torch.as_tensor(seg, device=x.device)[None, None].expand(1, x.shape[1], *seg.shape).contiguous()
     base = make_baseline(probe, x, o["baseline"])
+    gen = torch.Generator().manual_seed(int(o["seed"]))
+
+    def perturb(original_inp, **kwargs):  # Captum's default draws from the global generator: the user's stream
+        n = kwargs["num_interp_features"]
+        return torch.bernoulli(torch.full((1, n), 0.5), generator=gen).to(original_inp.device).long()
+
     lime = Lime(fn, interpretable_model=SkLearnRidge(alpha=1.0),
-                similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25))
-    torch.manual_seed(int(o["seed"]))  # Captum draws LIME's perturbations from the global generator
+                similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25), perturb_func=perturb)
     attr = lime.attribute(x, target=target, feature_mask=mask, baselines=base, n_samples=int(o["samples"]),
                           perturbations_per_eval=int(o["batch_size"]))
     return attr, {"segments": seg}

@@ -2,11 +2,10 @@
 
 Randomise the model's weights from the top (logits) down, one group of layers more at each step
 (cascading), and recompute the map each time. A map that stays the same while the model is destroyed
-is not explaining the model. Runs on a deep copy: the user's model is never touched.
+is not explaining the model. Runs on :meth:`Probe.copy`: the user's model is never touched.
 """
 from __future__ import annotations
 
-import copy
 from typing import Iterator
 
 import numpy as np
@@ -93,15 +92,11 @@ def sanity_check(probe, image, method: str = "saliency", target: int | None = No
     ``info``: ``randomized`` (layer names so far), ``group`` (this step's), ``spearman`` and ``ssim``
     of the absolute map against the trained model's. ``target`` stays the trained model's top-1."""
     from .attribution import attribute, check_classifier, top_classes
-    from ..probe import Probe
 
     check_classifier(probe)
     if target is None:
         target = top_classes(probe, image, 1)[0][0]
-    with probe._lock:
-        model = copy.deepcopy(probe.model)
-    clone = Probe(model, device=probe.device, transform=probe.transform)
-    clone.name, clone.classes = probe.name, probe.classes
+    clone = probe.copy()  # the weights copied once; the model itself is never touched
     groups = cascade_groups(clone, steps)
     total = len(groups)
     gen = torch.Generator().manual_seed(int(seed))

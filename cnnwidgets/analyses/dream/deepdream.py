@@ -68,27 +68,26 @@ def _loop(probe, objective, base, shapes, steps, lr, jitter, seed, names, captur
     full = base.shape[-2:]
     nhwc = prefers_channels_last(probe)
     model = probe.folded(capture_names)  # BatchNorms folded into their convolutions: faster steps, same values
-    with model.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
-        detail = None
-        i = 0
-        for o, hw in enumerate(shapes):
-            base_o = _resize(base, hw) if hw != tuple(full) else base
-            img = base_o + (_resize(detail, hw) if detail is not None else 0)
-            img = img.clamp(0, 1).detach()
-            for _ in range(steps):
-                i += 1
-                dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator)) if jitter else (0, 0)
-                rolled = torch.roll(img, (dy, dx), (2, 3)).requires_grad_(True)
-                got = forward_chunks(model, normalise(rolled, None), capture_names, rolled.shape[0], nhwc)
-                value = objective({k: got[n] for k, n in names.items()}).sum()
-                (g,) = torch.autograd.grad(value, rolled)
-                g = torch.roll(g, (-dy, -dx), (2, 3))
-                if not torch.isfinite(g).all():
-                    yield DreamStep(i, total, None, {"octave": o}, image=_resize(img, full).cpu(), objective=float(value.detach()),
-                                    message=f"Stopped at step {i}: the gradient became NaN/inf.")
-                    return
-                img = (img + lr * g / (g.abs().mean() + 1e-8)).clamp(0, 1)
-                shown = (img if hw == tuple(full) else _resize(img, full)).detach().to("cpu")
-                yield DreamStep(i, total, shown, {"octave": o + 1, "octaves": len(shapes)}, image=shown,
-                                objective=float(value.detach()), objectives=[float(value.detach())])
-            detail = img - base_o
+    detail = None
+    i = 0
+    for o, hw in enumerate(shapes):
+        base_o = _resize(base, hw) if hw != tuple(full) else base
+        img = base_o + (_resize(detail, hw) if detail is not None else 0)
+        img = img.clamp(0, 1).detach()
+        for _ in range(steps):
+            i += 1
+            dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator)) if jitter else (0, 0)
+            rolled = torch.roll(img, (dy, dx), (2, 3)).requires_grad_(True)
+            got = forward_chunks(model, normalise(rolled, None), capture_names, rolled.shape[0], nhwc)
+            value = objective({k: got[n] for k, n in names.items()}).sum()
+            (g,) = torch.autograd.grad(value, rolled)
+            g = torch.roll(g, (-dy, -dx), (2, 3))
+            if not torch.isfinite(g).all():
+                yield DreamStep(i, total, None, {"octave": o}, image=_resize(img, full).cpu(), objective=float(value.detach()),
+                                message=f"Stopped at step {i}: the gradient became NaN/inf.")
+                return
+            img = (img + lr * g / (g.abs().mean() + 1e-8)).clamp(0, 1)
+            shown = (img if hw == tuple(full) else _resize(img, full)).detach().to("cpu")
+            yield DreamStep(i, total, shown, {"octave": o + 1, "octaves": len(shapes)}, image=shown,
+                            objective=float(value.detach()), objectives=[float(value.detach())])
+        detail = img - base_o

@@ -301,32 +301,32 @@ def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, n
     opt = adam.make(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     last_good = DreamStep.lazy(0, steps, prm.snapshot())
     model = probe.folded(capture_names) if fold_bn else probe  # built when the run starts, not at dream()
-    with model.frozen():  # one eval + freeze for the whole run, restored on exit, error or close()
-        for i in range(1, steps + 1):
-            opt.zero_grad(set_to_none=True)
-            img = prm()
-            last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
-            x = prepare(img, generator)
-            got = forward_chunks(model, x, capture_names, chunk, channels_last)
-            values = objective({k: got[nm] for k, nm in names.items()})
-            if values.ndim == 0:
-                values = values.expand(n)
-            vals = values.detach().to("cpu").tolist()
-            finite_objective = all(math.isfinite(v) for v in vals)
-            ok = finite_objective
-            if ok:
-                (-values.sum()).backward()
-                opt.step()
-                ok = prm.finite
-            if not ok:
-                msg = (f"Stopped at step {i}: the {'image' if finite_objective else 'objective'} became "
-                       f"NaN/inf (learning rate {pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
-                yield DreamStep(last_good.step, steps, None, {"stopped": "nan"}, image=last_good.image,
-                                objective=last_good.objective, objectives=last_good.objectives, message=msg)
-                return
-            step = DreamStep.lazy(i, steps, prm.snapshot(), objective=float(sum(vals)), objectives=vals)
-            last_good = step
-            yield step
+    # every forward runs on the Probe's private view (eval, frozen): the user's model is never switched or frozen
+    for i in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        img = prm()
+        last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
+        x = prepare(img, generator)
+        got = forward_chunks(model, x, capture_names, chunk, channels_last)
+        values = objective({k: got[nm] for k, nm in names.items()})
+        if values.ndim == 0:
+            values = values.expand(n)
+        vals = values.detach().to("cpu").tolist()
+        finite_objective = all(math.isfinite(v) for v in vals)
+        ok = finite_objective
+        if ok:
+            (-values.sum()).backward()
+            opt.step()
+            ok = prm.finite
+        if not ok:
+            msg = (f"Stopped at step {i}: the {'image' if finite_objective else 'objective'} became "
+                   f"NaN/inf (learning rate {pr.lr:g} too large?). Showing the last good frame (step {last_good.step}).")
+            yield DreamStep(last_good.step, steps, None, {"stopped": "nan"}, image=last_good.image,
+                            objective=last_good.objective, objectives=last_good.objectives, message=msg)
+            return
+        step = DreamStep.lazy(i, steps, prm.snapshot(), objective=float(sum(vals)), objectives=vals)
+        last_good = step
+        yield step
 
 
 def run(probe, objective, **kwargs) -> DreamStep:
