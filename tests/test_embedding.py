@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import cnnwidgets as cw
 from cnnwidgets import render
@@ -125,3 +126,70 @@ def test_a_linked_layer_outside_the_slider_joins_it(probe, data):
     panel = cw.Embedding(probe, images[:6], labels[:6])
     panel.layer = "_blocks.3"
     assert panel.slider.value == "_blocks.3" == panel.layer
+
+
+# --- any image set: coloured by its labels, thumbnails read when shown --------------------------------
+
+class _Counted(torch.utils.data.Dataset):
+    """24 real crops of the bundled photographs with their photograph as class; counts the items read."""
+
+    def __init__(self):
+        self.x, names = cw.sample_dataset(24, size=32, names=["chelsea", "coffee", "rocket"], seed=4)
+        self.classes = ["rocket", "chelsea", "coffee"]  # given in this order: the legend follows it
+        self.targets = [self.classes.index(n) for n in names]
+        self.reads = 0
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.x[i], self.targets[i]
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                            torch.nn.ReLU())
+    return cw.Probe(m, device="cpu", transform=cw.Preprocess(resize=None, crop=(32, 32)))
+
+
+def test_panel_colours_any_image_set_by_its_classes_and_reads_thumbnails_lazily(small):
+    ds = _Counted()
+    panel = cw.Embedding(small, ds, layer=small.layers[1].name)
+    assert ds.reads == 1  # item 0, to see what an item is: no image prepared at construction
+    assert panel._classes == ["rocket", "chelsea", "coffee"]  # by label index: the classes are given in order
+    assert panel.legend.value.index("rocket") < panel.legend.value.index("chelsea") < panel.legend.value.index("coffee")
+    assert "TensorDataset" not in panel.children[0].value and "24 images · 3 classes" in panel.children[0].value
+    panel.compute()
+    assert ds.reads == 1 + 24  # one streamed pass
+    for j, c in enumerate(panel._classes):  # each mark holds exactly its class's images
+        assert len(panel.marks[j].x) == sum(1 for t in ds.targets if ds.classes[t] == c)
+    panel.marks[2].selected = [3]  # the 4th coffee crop
+    idx = [i for i, t in enumerate(ds.targets) if t == 2][3]
+    assert panel.selected == idx and panel.labels[idx] == "coffee" and "coffee" in panel.picked_label.value
+    assert ds.reads == 1 + 24 + 1  # the clicked image only
+    np.testing.assert_array_equal(render.decode(panel.picked.value)[::5, ::5],
+                                  render.upscale(render.image_rgb(ds.x[idx]), 160)[::5, ::5])
+    top = panel.show_top()
+    assert len(top.indices) == 9 and panel.top_image.value
+
+
+def test_panel_over_a_folder_and_a_shuffled_loader(small, tmp_path):
+    x, names = cw.sample_dataset(12, size=32, names=["rocket", "chelsea"], seed=5)
+    for i, (img, n) in enumerate(zip(x, names)):
+        (tmp_path / n).mkdir(exist_ok=True)
+        Image.fromarray(render.image_rgb(img)).save(tmp_path / n / f"{i:02d}.png")
+    (tmp_path / "rocket" / "notes.txt").write_text("taken at the launch pad")
+    panel = cw.Embedding(small, tmp_path, layer=small.layers[0].name)
+    assert panel._classes == ["chelsea", "rocket"] and "skipped 1 file" in panel.children[0].value
+    assert panel.compute().shape == (12, 2)
+    loader = torch.utils.data.DataLoader(_Counted(), batch_size=5, shuffle=True)
+    panel = cw.Embedding(small, loader, layer=small.layers[0].name)
+    assert panel.labels is None and panel._classes == ["images"]  # labels come with the pass
+    panel.compute()
+    assert panel._classes == ["rocket", "chelsea", "coffee"] and sum(len(m.x) for m in panel.marks) == 24
+    panel.marks[0].selected = [0]
+    i = panel.selected
+    assert panel.labels[i] == "rocket" and panel.images.label(i) == 0  # the image seen at that position

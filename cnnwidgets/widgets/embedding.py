@@ -1,44 +1,77 @@
 """Embedding panel: PCA / t-SNE of a layer's features over an image set, and a channel's top images."""
 from __future__ import annotations
 
+import html
+from collections import OrderedDict
+
 import bqplot as bq
 import ipywidgets as W
 import numpy as np
-import torch
 import traitlets as T
 
 from .. import render
 from ..analyses import embedding as E
 from ..images import sample_dataset
+from ..imagesets import class_order, image_set, known_length
 from ..runner import Step
 from ._base import LayerSlider, Message, Panel, RunControls, image_widget, set_image
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+#: tab10, then tab20's light shades: 20 distinct colours before they repeat
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+           "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+NO_LABEL = "images"  # the one "class" of a set without labels
+
+
+class Thumbs:
+    """Image ``i`` of a set as the model sees it (resized and cropped, ``CxHxW`` in [0, 1]), read when first asked
+    for through ``images.image(i)``; the last ``keep`` are kept."""
+
+    def __init__(self, probe, images, keep: int = 256):
+        self.probe, self.images, self.keep = probe, images, keep
+        self._memo: OrderedDict[int, object] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        i = int(i)
+        if i in self._memo:
+            self._memo.move_to_end(i)
+            return self._memo[i]
+        t = self.probe.display(self.images.image(i))[0]
+        self._memo[i] = t
+        if len(self._memo) > self.keep:
+            self._memo.popitem(last=False)
+        return t
 
 
 class Embedding(Panel):
-    """Where a layer puts each image: a 2-D map (PCA or t-SNE) of pooled features, coloured by label.
+    """Where a layer puts each image: a 2-D map (PCA or t-SNE) of pooled features, coloured by class.
 
-    ``images`` is an ``NxCxHxW`` tensor in [0, 1] or a list of images (default: 96 crops of the
-    bundled photographs, labelled by photograph). Click a point to see its image. Below, the ``k``
-    images of the set that excite the selected channel most.
+    ``images`` is any image set :func:`cnnwidgets.image_set` takes — a folder, a Dataset, a DataLoader, a tensor
+    ``NxCxHxW`` in [0, 1], a list — with ``labels``/``classes`` for tensors and lists (default: 96 crops of the
+    bundled photographs, labelled by photograph). Points are coloured by the set's labels, with a legend of class
+    names. Click a point to see its image (read when clicked). Below, the ``k`` images of the set that excite the
+    selected channel most.
     """
 
     layer = T.Unicode().tag(sync=False)
     channel = T.Int(0).tag(sync=False)
     selected = T.Int(-1).tag(sync=False)  #: index of the clicked image, -1 for none
 
-    def __init__(self, probe, images=None, labels=None, layer=None, method: str = "pca", k: int = 9):
+    def __init__(self, probe, images=None, labels=None, layer=None, method: str = "pca", k: int = 9, *, classes=None):
         self.probe = probe
         if images is None:
             images, default_labels = sample_dataset(96, size=probe.transform.input_size[0])
             labels = labels if labels is not None else default_labels
-        self.images = images
-        n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
-        self.labels = [str(l) for l in labels] if labels is not None else ["images"] * n
-        if len(self.labels) != n:
-            raise ValueError(f"Got {len(self.labels)} labels for {n} images; give one label per image.")
-        self.thumbs = probe.display(images)  # what the model sees, for the image views
+        self.images = image_set(images, labels, classes)  #: the ImageSet (streamed by the analyses)
+        n = known_length(self.images)
+        known = self.images.labels
+        #: each image's class name by position in the set (from the last map once computed), or None
+        self.labels: list[str] | None = [self.images.class_name(l) for l in known] if known is not None else None
+        self._label_ids = known
+        self._indices = None  # set positions of the map's points
+        self.thumbs = Thumbs(probe, self.images)  # what the model sees, for the image views, read when shown
         self.k = k
         self.coords: np.ndarray | None = None
         self.top: E.TopImages | None = None
@@ -53,25 +86,17 @@ class Embedding(Panel):
         self.controls.start_button.description = "Compute"
         self.controls.start_button.layout.width = "110px"
 
-        classes = sorted(set(self.labels), key=self.labels.index)
-        self._classes = classes
-        xs, ys = bq.LinearScale(), bq.LinearScale()
-        self.marks = [
-            bq.Scatter(x=[], y=[], scales={"x": xs, "y": ys}, colors=[PALETTE[i % len(PALETTE)]], labels=[c],
-                       display_legend=False, default_size=48, stroke="white", interactions={"click": "select"},
-                       unselected_style={"opacity": 0.5}, selected_style={"stroke": "black", "stroke-width": 2})
-            for i, c in enumerate(classes)
-        ]
-        for m in self.marks:
-            m.observe(self._clicked, "selected")
-        self.ax_x = bq.Axis(scale=xs, label="component 1")
-        self.ax_y = bq.Axis(scale=ys, orientation="vertical", label="component 2")
-        self.xs, self.ys = xs, ys
-        self.fig = bq.Figure(marks=self.marks, axes=[self.ax_x, self.ax_y], title="Press Compute",
+        self.xs, self.ys = bq.LinearScale(), bq.LinearScale()
+        self.marks: list[bq.Scatter] = []
+        self._classes: list[str] = []  # class name of each mark, in legend order
+        self._class_ids: list[int | None] = []
+        self.ax_x = bq.Axis(scale=self.xs, label="component 1")
+        self.ax_y = bq.Axis(scale=self.ys, orientation="vertical", label="component 2")
+        self.fig = bq.Figure(marks=[], axes=[self.ax_x, self.ax_y], title="Press Compute",
                              layout=W.Layout(width="520px", height="440px"),
                              fig_margin={"top": 50, "bottom": 50, "left": 50, "right": 20})
-        self.legend = W.HTML("<br>".join(
-            f"<span style='color:{PALETTE[i % len(PALETTE)]};font-size:16px'>&#9679;</span> {c}" for i, c in enumerate(classes)))
+        self.legend = W.HTML(layout=W.Layout(max_height="400px", overflow="auto", min_width="140px"))
+        self._set_classes(known)
         self.picked = image_widget(width="160px")
         self.picked.layout.display = "none"  # no broken-image icon before a click
         self.picked_label = W.HTML("<i>click a point to see its image</i>")
@@ -86,8 +111,10 @@ class Embedding(Panel):
 
         self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
         self.layer = self.slider.value
+        note = f"<br><span style='color:#8a5a00'>{html.escape(self.images.note)}</span>" if self.images.note else ""
         super().__init__([
-            W.HTML(f"<b>Embedding</b> — where <code>{probe.name}</code> puts {n} images ({len(classes)} labels)"),
+            W.HTML(f"<b>Embedding</b> — where <code>{html.escape(probe.name)}</code> puts each image of "
+                   f"<i>{html.escape(self.images.description)}</i>{note}"),
             self.slider, self.layer_control.caption, W.HBox([self.method, self.pool]), self.controls, self.message,
             W.HBox([self.fig, W.VBox([self.legend, W.HTML("<hr>"), self.picked_label, self.picked])]),
             W.HTML("<b>Images that excite a channel most</b>"),
@@ -109,6 +136,34 @@ class Embedding(Panel):
         if self.channel_picker.value != change["new"]:
             self.channel_picker.value = min(change["new"], self.channel_picker.max)
 
+    # --- classes: one scatter mark per class, in legend order ------------------------------------------
+    def _set_classes(self, label_ids) -> None:
+        """Marks and legend for these labels (None: one mark, no classes); kept when the classes are the same."""
+        ids = [None] if label_ids is None else class_order(self.images, label_ids)
+        if ids == self._class_ids and self.marks:
+            return
+        self._class_ids = ids
+        self._classes = [NO_LABEL if i is None else self.images.class_name(i) for i in ids]
+        for m in self.marks:
+            m.unobserve(self._clicked, "selected")
+        self.marks = [
+            bq.Scatter(x=[], y=[], scales={"x": self.xs, "y": self.ys}, colors=[PALETTE[j % len(PALETTE)]], labels=[c],
+                       display_legend=False, default_size=48, stroke="white", interactions={"click": "select"},
+                       unselected_style={"opacity": 0.5}, selected_style={"stroke": "black", "stroke-width": 2})
+            for j, c in enumerate(self._classes)
+        ]
+        for m in self.marks:
+            m.observe(self._clicked, "selected")
+        self.fig.marks = self.marks
+        if label_ids is None:
+            self.legend.value = "<span style='color:#666'>no labels: one colour</span>"
+            return
+        rows = "".join(f"<div style='line-height:1.4;white-space:nowrap'><span style='color:{PALETTE[j % len(PALETTE)]};"
+                       f"font-size:16px'>&#9679;</span> {html.escape(c)}</div>" for j, c in enumerate(self._classes))
+        more = (f"<div style='color:#8a5a00'>{len(ids)} classes: colours repeat after {len(PALETTE)}</div>"
+                if len(ids) > len(PALETTE) else "")
+        self.legend.value = f"<div style='font-weight:bold;line-height:1.6'>class</div>{rows}{more}"
+
     # --- the map -------------------------------------------------------------------------------
     def _job(self):
         layer, method, pool = self.layer, self.method.value, self.pool.value
@@ -118,18 +173,30 @@ class Embedding(Panel):
                 yield last
         feats = last.value[layer]
         coords = E.embed(feats, method)
-        yield Step(last.step, last.total, coords, {"layer": layer, "method": method})
+        yield Step(last.step, last.total, coords, {"layer": layer, "method": method, **last.info})
 
     def _frame(self, item, final):
         if item.value is None:
             return
         self.coords = np.asarray(item.value)
+        self._indices = np.asarray(item.info["indices"])
+        ids = item.info["labels"]
+        self._label_ids = ids
+        if ids is not None:  # labels by position in the set (a shuffled loader's are those of this pass)
+            names = {int(i): self.images.class_name(l) for i, l in zip(self._indices, ids)}
+            self.labels = [names.get(i, "") for i in range(int(self._indices.max()) + 1)]
+        self._set_classes(ids)
         self._draw(item.info["layer"], item.info["method"])
 
+    def _rows(self, j: int) -> np.ndarray:
+        """Rows of the map (points) in mark ``j``'s class."""
+        if self._label_ids is None:
+            return np.arange(len(self.coords))
+        return np.flatnonzero(np.asarray(self._label_ids) == self._class_ids[j])
+
     def _draw(self, layer, method):
-        labels = np.array(self.labels)
-        for m, c in zip(self.marks, self._classes):
-            idx = np.flatnonzero(labels == c)
+        for j, m in enumerate(self.marks):
+            idx = self._rows(j)
             with m.hold_sync():
                 m.x, m.y = self.coords[idx, 0], self.coords[idx, 1]
                 m.selected = None
@@ -139,7 +206,7 @@ class Embedding(Panel):
             scale.min, scale.max = lo - pad, hi + pad  # no point on the frame's edge
         names = {"pca": ("PC 1", "PC 2"), "tsne": ("t-SNE 1", "t-SNE 2")}[method]
         self.ax_x.label, self.ax_y.label = names
-        self.fig.title = f"{'PCA' if method == 'pca' else 't-SNE'} of {len(labels)} images"
+        self.fig.title = f"{'PCA' if method == 'pca' else 't-SNE'} of {len(self.coords)} images"
         self._map_layer = layer
 
     def compute(self, wait: bool = True):
@@ -154,8 +221,9 @@ class Embedding(Panel):
         if sel is None or len(sel) == 0:
             return
         mark = change["owner"]
-        c = self._classes[self.marks.index(mark)]
-        idx = int(np.flatnonzero(np.array(self.labels) == c)[int(sel[0])])
+        if mark not in self.marks or self.coords is None:
+            return
+        idx = int(self._indices[self._rows(self.marks.index(mark))[int(sel[0])]])
         for m in self.marks:
             if m is not mark:
                 m.selected = None
@@ -166,9 +234,15 @@ class Embedding(Panel):
         i = change["new"]
         if i < 0:
             return
-        set_image(self.picked, render.upscale(render.image_rgb(self.thumbs[i]), 160))
+        try:
+            thumb = self.thumbs[i]
+        except Exception as e:  # an image that cannot be read back (a shuffled loader's not kept)
+            self.message.exception(e)
+            return
+        set_image(self.picked, render.upscale(render.image_rgb(thumb), 160))
         self.picked.layout.display = None
-        self.picked_label.value = f"image {i} · <b>{self.labels[i]}</b>"
+        name = self.labels[i] if self.labels is not None and i < len(self.labels) else ""
+        self.picked_label.value = f"image {i}" + (f" · <b>{html.escape(name)}</b>" if name else "")
 
     # --- top images ----------------------------------------------------------------------------
     def show_top(self):
@@ -193,11 +267,11 @@ class Embedding(Panel):
         fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 5), squeeze=False)
         ax = axes[0, 0]
         if self.coords is not None:
-            labels = np.array(self.labels)
-            for i, c in enumerate(self._classes):
-                idx = labels == c
-                ax.scatter(self.coords[idx, 0], self.coords[idx, 1], s=20, color=PALETTE[i % len(PALETTE)], label=c)
-            ax.legend(fontsize=8)
+            for j, c in enumerate(self._classes):
+                idx = self._rows(j)
+                ax.scatter(self.coords[idx, 0], self.coords[idx, 1], s=20, color=PALETTE[j % len(PALETTE)], label=c)
+            if self._label_ids is not None:
+                ax.legend(fontsize=8, title="class", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         ax.set_title(f"{self._map_layer}: {self.fig.title}" if self.coords is not None else self.fig.title)
         if self.top is not None:
             tiles = np.stack([render.image_rgb(self.thumbs[i]) for i in self.top.indices])
