@@ -114,7 +114,7 @@ def test_user_module_and_a_state_dict_checkpoint(tmp_path):
     path = tmp_path / "small.pt"
     torch.save(src.state_dict(), path)
     model = Small().train()
-    assert cw.load_model(model, checkpoint=path) is model and not model.training
+    assert cw.load_model(model, checkpoint=path) is model and model.training  # your module, left in its mode
     for k, v in model.state_dict().items():
         assert torch.equal(v, src.state_dict()[k])
     # a training script's {"state_dict": ...} and DataParallel's "module." prefixes are understood
