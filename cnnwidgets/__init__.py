@@ -22,6 +22,7 @@ _LAZY = {
     "Saliency": "cnnwidgets.widgets.saliency",
     "Embedding": "cnnwidgets.widgets.embedding",
     "Explorer": "cnnwidgets.widgets.explorer",
+    "ImageGrid": "cnnwidgets.widgets.imagegrid",
     "cka": "cnnwidgets.analyses.cka",
     "dream": "cnnwidgets.analyses.dream",
     "attribution": "cnnwidgets.analyses.attribution",

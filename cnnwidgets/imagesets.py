@@ -166,6 +166,9 @@ class ImageSet:
     def _label_at(self, i: int) -> int | None:
         return None
 
+    def _read_ahead(self, stop: int) -> None:
+        """Make images ``0..stop-1`` available to :meth:`image` (only a shuffled or iterable loader needs to stream)."""
+
     # --- images ------------------------------------------------------------------------------------
     def __len__(self) -> int:
         if self._n is None:
@@ -670,6 +673,13 @@ class _LoaderSet(ImageSet):
                              f"{THUMB_BYTES >> 20} MiB. Use a DataLoader with shuffle=False to see every image.")
         raise IndexError(f"Image {i} has not been streamed yet: a shuffled DataLoader has no fixed order, so its images "
                          "are known only once an analysis has run over it (or use shuffle=False).")
+
+    def _read_ahead(self, stop):
+        if self.sequential or (stop - 1) in self._seen:
+            return
+        for b in self._stream(max(1, stop), 0):  # a new pass, read up to `stop` (its order is the one shown)
+            if b.indices[-1] >= stop - 1:
+                break
 
     def _label_at(self, i):
         if self.sequential and self.reader is not None:

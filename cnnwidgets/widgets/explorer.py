@@ -6,7 +6,9 @@ from importlib import import_module
 import ipywidgets as W
 import traitlets as T
 
+from ..imagesets import image_set
 from ._base import Message, Panel
+from .imagegrid import ImageGrid
 
 #: tab title -> (module, class); built when the tab is first opened, so the Explorer starts fast
 PANELS = {
@@ -20,6 +22,7 @@ PANELS = {
 #: which constructors take the current image
 TAKES_IMAGE = {"FeatureMaps", "Histogram", "Saliency"}
 LINKED = ("layer", "channel")
+IMAGES = "Images"  #: the first tab when the Explorer is given images=: a grid of them; a click shows that image everywhere
 
 
 class Explorer(Panel):
@@ -31,18 +34,25 @@ class Explorer(Panel):
     The Explorer owns the shared ``layer`` and ``channel`` traits; each panel's traits of the same
     name are linked to them with ``traitlets.link`` when the panel is built (no panel reaches
     into another). A click on a CKA cell selects its first layer.
+
+    ``images=`` (anything :func:`cnnwidgets.image_set` takes: a folder, a Dataset, a DataLoader...) adds an
+    "Images" tab (:class:`~cnnwidgets.widgets.imagegrid.ImageGrid`) whose selected image goes to every panel
+    that shows one image (their ``set_image``), and is the Embedding's image set.
     """
 
     layer = T.Unicode().tag(sync=False)
     channel = T.Int(0).tag(sync=False)
 
-    def __init__(self, probe, image=None, panels=None):
+    def __init__(self, probe, image=None, panels=None, *, images=None):
         self.probe = probe
         self.image = image
+        self.images = None if images is None else image_set(images)
         names = list(panels) if panels is not None else list(PANELS)
-        unknown = [n for n in names if n not in PANELS]
+        unknown = [n for n in names if n not in PANELS and n != IMAGES]
         if unknown:
             raise ValueError(f"Unknown panels {unknown}; choose from {list(PANELS)}.")
+        if self.images is not None and IMAGES not in names:
+            names.insert(0, IMAGES)
         self.names = names
         self.panels: dict[str, W.Widget] = {}
         self._links: list = []
@@ -63,10 +73,19 @@ class Explorer(Panel):
 
     def panel(self, name: str):
         """The panel of tab ``name``, built (and linked) on first use."""
+        if name == IMAGES and name not in self.panels:
+            if self.images is None:
+                raise ValueError("The Images tab shows the set given as Explorer(probe, images=...).")
+            grid = ImageGrid(self.images, self.probe)
+            grid.observe(lambda ch: self._show_image(ch["new"]), "image")
+            self.panels[name] = grid
+            self.tabs.children = [self.panels.get(n, c) for n, c in zip(self.names, self.tabs.children)]
         if name not in self.panels:
             module, cls_name = PANELS[name]
             cls = getattr(import_module(module), cls_name)
             kwargs = {"image": self.image} if cls_name in TAKES_IMAGE and self.image is not None else {}
+            if cls_name == "Embedding" and self.images is not None:
+                kwargs = {"images": self.images}
             panel = cls(self.probe, **kwargs)
             self.panels[name] = panel
             self._link(panel)
@@ -83,6 +102,15 @@ class Explorer(Panel):
                 self._links.append(T.link((self, trait), (panel, trait)))
         if panel.has_trait("layer_a"):  # a CKA cell click selects its first layer
             panel.observe(lambda ch: self._follow_cka(ch["new"]), "layer_a")
+
+    def _show_image(self, image) -> None:
+        """The image picked in the Images tab: shown by every built panel that shows one image, and by later ones."""
+        if image is None:
+            return
+        self.image = image
+        for panel in self.panels.values():
+            if hasattr(panel, "set_image"):
+                panel.set_image(image)
 
     def _follow_cka(self, name) -> None:
         if name and name in self.probe.all_layers:
