@@ -129,6 +129,12 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _foreground_signals():
+    """Ctrl-C reaches the command as in a terminal's foreground job, even if this run ignores SIGINT (a test
+    started with `&` from a script does: the ignored signal would pass on to make and JupyterLab)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Make:
     """``make <args>`` in the clone, in its own process group as a terminal runs a command; output to a log."""
 
@@ -137,7 +143,8 @@ class Make:
         self.log = LOGS / log
         self._logf = open(self.log, "w")
         self.proc = subprocess.Popen(["make", *args], cwd=clone.path, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+                                     stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+                                     preexec_fn=_foreground_signals)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -261,10 +268,13 @@ def test_make_demo_in_a_fresh_clone_serves_a_working_copy_of_the_quickstart(fres
         text = nb.outputs_text()
         assert "Probe(efficientnet_lite0" in text and "hooks on the model: 0" in text
         nb.page.wait_for_function("() => document.querySelectorAll('.bqplot.figure').length >= 5", timeout=60_000)
+        # the kernel is the clone's own .venv (an edit the user makes, saved below with the rest)
+        where = nb.run_cell("import sys, cnnwidgets; print(sys.prefix); print(cnnwidgets.__file__)")[0]["text"]
+        assert where.splitlines() == [str(clone.path / ".venv"), str(clone.path / "cnnwidgets" / "__init__.py")]
+        nb.save()
         nb.scroll_top()
         shot = nb.screenshot("make-demo-fresh-clone")
         assert shot.exists() and shot.parent == SCREENSHOTS
-        nb.save()
         saved = json.loads((work / "quickstart.ipynb").read_text())
         code = [c for c in saved["cells"] if c["cell_type"] == "code"]
         assert code and all(c["execution_count"] for c in code), "the run was not saved into the working copy"
