@@ -591,6 +591,9 @@ class _LoaderSet(ImageSet):
             if isinstance(x, (torch.Tensor, np.ndarray)) and (x.ndim == 4 or (x.ndim == 3 and len(batch) >= 2 and
                                                                                 _is_label_batch(batch[1], x.shape[0]))):
                 return _as_batch_images(x), self._batch_labels(batch[1]) if len(batch) >= 2 else None
+            if isinstance(x, (list, tuple)) and x and _is_image(x[0]) and (len(batch) == 1 or (
+                    len(batch) >= 2 and _is_label_batch(batch[1], len(x)))):  # (list of images, labels) of any sizes
+                return list(x), self._batch_labels(batch[1]) if len(batch) >= 2 else None
             return self._split_items(batch)  # a list of items (collate_fn=lambda b: b)
         raise TypeError(f"The DataLoader yielded {_describe(batch)}: expected (images, labels) batches, image batches "
                         "(a tensor NxCxHxW) or dicts (pass image_key=).")

@@ -198,6 +198,13 @@ def test_dataloaders_of_tuples(folder):
     torch.testing.assert_close(torch.stack(images), torch.stack([ds[i][0] for i in range(12)]))
     torch.testing.assert_close(s.image(7), ds[7][0])  # sequential: read through loader.dataset
     assert len(cw.image_set(DataLoader(ds, batch_size=5, drop_last=True))) == 10
+    pil = torchvision.datasets.ImageFolder(str(folder))  # PIL images: a collate_fn that keeps them in a list
+    listed = cw.image_set(DataLoader(pil, batch_size=5, collate_fn=lambda b: ([i for i, _ in b], [l for _, l in b])))
+    images, labels, _ = _all(listed, 4)
+    assert labels == ds.targets and len(images) == 12
+    torch.testing.assert_close(images[9], ds[9][0])
+    items = cw.image_set(DataLoader(pil, batch_size=5, collate_fn=lambda b: b))  # the items themselves
+    assert _all(items, 4)[1] == ds.targets
     # shuffled: a new order each pass; labels and thumbnails of the latest pass
     g = torch.Generator().manual_seed(0)
     s = cw.image_set(DataLoader(ds, batch_size=5, shuffle=True, generator=g))
