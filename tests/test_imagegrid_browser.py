@@ -79,3 +79,19 @@ def test_imagegrid_click_and_embedding_coloured_by_class(lab):
     assert [t.strip() for t in legend.inner_text().splitlines() if t.strip()][-3:] == ["● chelsea", "● coffee", "● rocket"]
     dots.nth(3).scroll_into_view_if_needed()
     nb.screenshot("embedding-by-class", full_page=False)
+
+    # the Explorer given images= opens on an Images tab; a click there shows that image in the feature maps
+    nb.run_cell("ex = cw.Explorer(probe, panels=['Feature maps'], images=root)\nex")
+    grid_in_tab = page.locator(".jupyter-widgets.widget-tab " + GRID_IMG).last
+    grid_in_tab.wait_for(state="attached", timeout=30_000)
+    box = grid_in_tab.bounding_box()
+    assert box["width"] > 300  # drawn at its size inside the tab, not collapsed
+    grid_in_tab.scroll_into_view_if_needed()
+    box = grid_in_tab.bounding_box()
+    page.mouse.click(box["x"] + (tile / 2) * box["width"] / w_px, box["y"] + (tile / 2) * box["width"] / w_px)
+    deadline = time.monotonic() + 20
+    while _value(nb, "ex.panels['Images'].index") == -1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert _value(nb, "ex.panels['Images'].index") == 0
+    assert _value(nb, "str(ex.image) == str(ex.panel('Feature maps').input.image) == str(ex.panels['Images'].image)")
+    nb.screenshot("explorer-images-tab", full_page=False)

@@ -12,7 +12,7 @@ import cnnwidgets as cw
 from cnnwidgets.analyses import cka as C
 from cnnwidgets.analyses import embedding as E
 from cnnwidgets.images import to_tensor
-from cnnwidgets.imagesets import Batch, ImageSet, class_order, image_set
+from cnnwidgets.imagesets import Batch, ImageSet, class_order
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -77,6 +77,7 @@ class Explorer(Panel):
             if self.images is None:
                 raise ValueError("The Images tab shows the set given as Explorer(probe, images=...).")
             grid = ImageGrid(self.images, self.probe)
+            grid.selection.value = "<i style='color:#666'>click an image to show it in the other tabs</i>"
             grid.observe(lambda ch: self._show_image(ch["new"]), "image")
             self.panels[name] = grid
             self.tabs.children = [self.panels.get(n, c) for n, c in zip(self.names, self.tabs.children)]
