@@ -156,20 +156,30 @@ def _unwrap(model):
     return model
 
 
-def _index(key, what: str = "layer") -> int | None:
+def _index(key, what: str = "the layer index") -> int | None:
     """``key`` as an int if it is an integer (int, numpy integer, 0-d integer tensor), else None; floats are refused."""
     if isinstance(key, bool):
         return None
+    say = what[0].upper() + what[1:]
     if isinstance(key, float) or (isinstance(key, torch.Tensor) and key.is_floating_point()) or isinstance(key, np.floating):
-        raise TypeError(f"A {what} index must be a whole number, got {key!r}.")
+        raise TypeError(f"{say} must be a whole number, got {key!r}.")
     if isinstance(key, torch.Tensor):
         if key.ndim != 0:
-            raise TypeError(f"A {what} index must be one number, got a tensor of shape {tuple(key.shape)}.")
+            raise TypeError(f"{say} must be one whole number, got a tensor of shape {tuple(key.shape)}.")
         return int(key.item())
     try:
         return operator.index(key)
     except TypeError:
         return None
+
+
+def whole_number(value, what: str = "the index") -> int:
+    """``value`` as an int when it is a whole number (int, numpy integer, 0-d integer tensor); a clear TypeError
+    for anything else (``2.7`` is not silently channel 2)."""
+    i = _index(value, what)
+    if i is None:
+        raise TypeError(f"{what[0].upper() + what[1:]} must be a whole number, got {value!r}.")
+    return i
 
 
 def _hw(input_size) -> tuple[int, int]:

@@ -286,3 +286,59 @@ def test_a_rerun_checks_its_objective_without_another_forward(probe):
     # no checking forward, and the folded copy of the first run is reused (its check would capture here);
     # the step's own forward runs on that copy
     assert calls == []
+
+
+class Skip32(torch.nn.Module):
+    """Down five times by 2 and back up, added to the full-size features (DLA / HRNet / U-Net style): it takes
+    only image sizes that are multiples of 32."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.down = torch.nn.Sequential(*[torch.nn.Conv2d(8, 8, 3, stride=2, padding=1) for _ in range(5)])
+        self.head = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        a = self.stem(x)
+        return self.fc(self.head(a + torch.nn.functional.interpolate(self.down(a), scale_factor=32)).mean((2, 3)))
+
+
+class FixedGrid(torch.nn.Module):
+    """Patches on a fixed 8x8 grid with a position embedding and a flattening head (as a vision transformer): it
+    takes 64x64 images only."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 16, 8, stride=8)
+        self.pos = torch.nn.Parameter(torch.randn(1, 16, 8, 8) * 0.1)
+        self.mix = torch.nn.Conv2d(16, 16, 1)
+        self.fc = torch.nn.Linear(16 * 64, 4)
+
+    def forward(self, x):
+        return self.fc(self.mix(self.patch(x) + self.pos).flatten(1))
+
+
+@pytest.mark.parametrize("model_cls", [Skip32, FixedGrid])
+def test_regularized_dreams_run_on_models_that_take_only_some_sizes(model_cls):
+    torch.manual_seed(0)
+    p = cw.Probe(model_cls(), device="cpu", input_size=64, mean=0.5, std=0.25)
+    layer = "head" if model_cls is Skip32 else "mix"
+    steps = list(D.dream(p, D.channel(layer, 1), steps=12, size=64, seed=1))  # the random scale makes 88..97 px
+    assert len(steps) == 12 and all(np.isfinite(s.objective) for s in steps)
+    assert steps[-1].image.shape[-2:] == (64, 64)
+    assert steps[-1].objective > steps[0].objective
+
+
+def test_a_size_the_model_refuses_is_named_for_what_it_is():
+    torch.manual_seed(0)
+    skip = cw.Probe(Skip32(), device="cpu", input_size=64, mean=0.5, std=0.25)
+    with pytest.raises(ValueError, match="needs image sizes that are multiples of 32; 50x50 is not. Use size=64"):
+        D.run(skip, D.channel("head", 1), steps=1, size=50)
+    fixed = cw.Probe(FixedGrid(), device="cpu", input_size=64, mean=0.5, std=0.25)
+    with pytest.raises(ValueError, match="takes only 64x64 images .* not 48x48. Use size=64") as e:
+        D.run(fixed, D.channel("mix", 1), steps=1, size=48)
+    assert "too small" not in str(e.value)
+    with pytest.raises(ValueError, match="too small for Sequential"):
+        small = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5), torch.nn.Conv2d(4, 4, 5), torch.nn.Conv2d(4, 4, 5))
+        D.run(cw.Probe(small, device="cpu", input_size=32, mean=0.5, std=0.25), D.channel("2", 0), steps=1, size=10)

@@ -114,3 +114,34 @@ def test_one_pass_backward_takes_any_gradient_layout():
                 (got,) = torch.autograd.grad(t(x, g()).sum(), x)
                 (want_sum,) = torch.autograd.grad(TR.one_pass(split=1, **small).normalising(scale, shift)(x, g()).sum(), x)
                 torch.testing.assert_close(got, want_sum)
+
+
+def test_one_pass_rounds_its_sizes_up_to_a_multiple_with_zeros():
+    x = smooth()
+    plain, m32 = TR.one_pass(), TR.one_pass().with_multiple(32)
+    for seed in range(10):
+        a, b = plain(x, torch.Generator().manual_seed(seed)), m32(x, torch.Generator().manual_seed(seed))
+        h, w = a.shape[-2:]
+        assert b.shape[-2] % 32 == 0 and b.shape[-1] % 32 == 0 and b.shape[-2] >= h and b.shape[-1] >= w
+        torch.testing.assert_close(b[..., :h, :w], a)  # the same image where it was, zeros beyond
+        assert float(b[..., h:, :].abs().sum()) == 0 and float(b[..., :, w:].abs().sum()) == 0
+    assert sorted(set(TR.output_sizes([m32], 64, 56))) == TR.output_sizes([m32], 64, 56)
+    sizes = TR.output_sizes([TR.one_pass()], 64, 56)  # exactly the sizes the scales give
+    seen = {tuple(plain(x, torch.Generator().manual_seed(s)).shape[-2:]) for s in range(60)}
+    assert seen <= set(sizes) and len(sizes) >= 3
+
+
+def test_one_pass_at_a_fixed_size_is_the_transformed_image_resampled_to_it():
+    """For models that take one size only: the same draws, the image resampled to the model's size in the same pass
+    (close to resizing the transformed image afterwards, which interpolates twice)."""
+    import torch.nn.functional as F
+
+    x = smooth(h=64, w=64)
+    plain, fixed = TR.one_pass(angles=[0]), TR.one_pass(angles=[0]).with_multiple(1, (64, 64))
+    for seed in range(8):
+        a, b = plain(x, torch.Generator().manual_seed(seed)), fixed(x, torch.Generator().manual_seed(seed))
+        assert b.shape[-2:] == (64, 64)
+        ref = F.interpolate(a, size=(64, 64), mode="bilinear", align_corners=True)
+        assert float((b - ref).abs().mean()) < 0.02
+    g = TR.to_size(TR.standard("each"), 64, 64)
+    assert TR.compose(g)(x, torch.Generator().manual_seed(0)).shape[-2:] == (64, 64)

@@ -135,6 +135,43 @@ def layer_keys(probe, objective: Objective) -> dict:
     return out
 
 
+def _runs(probe, names: list[str], h: int, w: int, channels: int) -> bool:
+    """Whether one truncated forward (no grad) of an ``h x w`` image up to ``names`` succeeds."""
+    try:
+        probe.capture(torch.zeros(1, channels, h, w, device=probe.device), names, grad=False)
+        return True
+    except RuntimeError:
+        return False
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def size_problem(probe, names: list[str], h: int, w: int, channels: int, cause: BaseException) -> str:
+    """Why an ``h x w`` forward failed, in words, with the size to use instead: a model that takes one size only
+    (vision transformers), one that needs multiples of some number (U-Net, DLA, HRNet style), or too small."""
+    H, W = probe.transform.input_size
+    deepest = max(names, key=lambda n: probe.layer(n).order)
+    why = f"({type(cause).__name__}: {str(cause).splitlines()[0][:160]})"
+    runs = lambda a, b: _runs(probe, names, a, b, channels)  # noqa: E731
+    if (h, w) != (H, W) and runs(H, W):
+        if not runs(H + 32, W + 32) and not runs(max(8, H - 32), max(8, W - 32)):
+            return (f"{probe.name} takes only {H}x{W} images (its input size is fixed, as a vision transformer's patch "
+                    f"grid is), not {h}x{w}. Use size={H}.")
+        odd = (max(h, H) + 1) | 1, (max(w, W) + 1) | 1
+        if not runs(*odd):  # larger sizes fail too: some multiple is needed
+            m = next((m for m in (2, 4, 8, 16, 32, 64) if runs(_round_up(h, m), _round_up(w, m))
+                      and runs(_round_up(h, m) + m, _round_up(w, m) + m)), None)
+            if m is not None:
+                return (f"{probe.name} needs image sizes that are multiples of {m}; {h}x{w} is not. Use size="
+                        f"{_round_up(h, m)} (or another multiple of {m}).")
+        elif h < H or w < W:
+            return (f"A {h}x{w} image is too small for {probe.name} up to layer {deepest!r} {why}. Use a larger size, "
+                    f"e.g. the model's input size {H}.")
+    return f"{probe.name} fails on a {h}x{w} image up to layer {deepest!r} {why}."
+
+
 def check(probe, objective: Objective, size: tuple[int, int], channels: int) -> dict:
     """Validate ``objective`` and the image size on ``probe`` with one truncated forward (no grad).
 
@@ -143,20 +180,33 @@ def check(probe, objective: Objective, size: tuple[int, int], channels: int) -> 
     names = layer_keys(probe, objective)
     h, w = size
     x = torch.zeros(1, channels, h, w, device=probe.device)
+    capture = sorted(set(names.values()))
     try:
-        got = probe.capture(x, sorted(set(names.values())), grad=False)
+        got = probe.capture(x, capture, grad=False)
     except RuntimeError as e:
-        cause = e.__cause__ or e
-        raise ValueError(
-            f"A {h}x{w} image is too small for {probe.name} up to layer {max(names.values(), key=lambda n: probe.layer(n).order)!r} "
-            f"({type(cause).__name__}: {str(cause).splitlines()[0][:160]}). Use a larger size, e.g. the model's input size "
-            f"{probe.transform.input_size[0]}.") from None
+        raise ValueError(size_problem(probe, capture, h, w, channels, e.__cause__ or e)) from None
     shapes = {k: tuple(got[n].shape[1:]) for k, n in names.items()}
     for k, s in shapes.items():
         if len(s) == 3 and (s[1] < 1 or s[2] < 1):
             raise ValueError(f"A {h}x{w} image gives an empty map at layer {names[k]!r}: use a larger size.")
     objective.check(probe, shapes)
     return shapes
+
+
+def size_multiple(probe, names: list[str], sizes: Sequence[tuple[int, int]], channels: int) -> int | None:
+    """The smallest of 2, 4, ..., 64 such that every size in ``sizes`` rounded up to a multiple of it runs
+    (for models that accept only such sizes); None when none does."""
+    for m in (2, 4, 8, 16, 32, 64):
+        rounded = sorted({(_round_up(h, m), _round_up(w, m)) for h, w in sizes})
+        if all(_runs(probe, names, h, w, channels) for h, w in rounded):
+            return m
+    return None
+
+
+def takes_only(probe, names: list[str], h: int, w: int, channels: int) -> bool:
+    """Whether the model runs at ``h x w`` but at no other size near it (a fixed patch grid)."""
+    return _runs(probe, names, h, w, channels) and not _runs(probe, names, h + 32, w + 32, channels) and \
+        not _runs(probe, names, max(8, h - 32), max(8, w - 32), channels)
 
 
 _SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # probe -> {(layers, h, w, channels): shapes}
@@ -263,7 +313,7 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         channels_last = prefers_channels_last(probe)
     prepare = model_input(probe, tlist, bool(channels_last))
     return _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, names, capture_names,
-                 int(chunk), bool(channels_last), bool(fold_bn))
+                 int(chunk), bool(channels_last), bool(fold_bn), tlist)
 
 
 def model_input(probe, transforms: list, channels_last: bool = False):
@@ -295,19 +345,38 @@ def forward_chunks(probe, x, names: list[str], chunk: int, channels_last: bool =
 
 
 def _loop(probe, objective, pr, steps, n, channels, h, w, seed, init, prepare, names, capture_names, chunk, channels_last,
-          fold_bn):
+          fold_bn, tlist):
     generator = torch.Generator().manual_seed(int(seed))
     prm = make_param(probe, pr, (n, channels, h, w), generator, init)
     opt = adam.make(prm.params, lr=pr.lr, weight_decay=pr.weight_decay)
     last_good = DreamStep.lazy(0, steps, prm.snapshot())
     model = probe.folded(capture_names) if fold_bn else probe  # built when the run starts, not at dream()
     # every forward runs on the Probe's private view (eval, frozen): the user's model is never switched or frozen
+    rounded = False
     for i in range(1, steps + 1):
         opt.zero_grad(set_to_none=True)
         img = prm()
         last_good._provide(img.detach())  # the previous step's image: no second evaluation for it
         x = prepare(img, generator)
-        got = forward_chunks(model, x, capture_names, chunk, channels_last)
+        try:
+            got = forward_chunks(model, x, capture_names, chunk, channels_last)
+        except RuntimeError as e:
+            if rounded or not tlist or tuple(x.shape[-2:]) == (h, w):
+                raise ValueError(size_problem(probe, capture_names, *x.shape[-2:], channels, e.__cause__ or e)) from None
+            # the transforms made a size this model refuses: round their sizes up to the multiple it needs (32 for
+            # some), or, for a model that takes one size only (a patch grid), resample each step to that size
+            if takes_only(probe, capture_names, h, w, channels):
+                fitted = TR.to_size(tlist, h, w)
+            else:
+                m = size_multiple(probe, capture_names, TR.output_sizes(tlist, h, w), channels)
+                fitted = TR.to_multiple(tlist, m) if m is not None else None
+            if fitted is None:
+                raise ValueError(size_problem(probe, capture_names, *x.shape[-2:], channels, e.__cause__ or e)
+                                 + " The robustness transforms change the size each step; try transforms='none'.") from None
+            rounded = True
+            prepare = model_input(probe, fitted, channels_last)
+            x = prepare(img, generator)
+            got = forward_chunks(model, x, capture_names, chunk, channels_last)
         values = objective({k: got[nm] for k, nm in names.items()})
         if values.ndim == 0:
             values = values.expand(n)

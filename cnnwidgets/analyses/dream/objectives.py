@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ...probe import whole_number
+
 LOGITS = "logits"  #: layer key of the model's output (class scores); see :func:`class_logit`
 
 class Objective:
@@ -156,13 +158,15 @@ def _at(t: torch.Tensor, x, y) -> torch.Tensor:
 # --- objectives -------------------------------------------------------------------------------------
 def channel(layer, c: int) -> Objective:
     """Mean activation of channel ``c`` of ``layer`` (of unit ``c`` for a non-spatial layer)."""
-    c = int(c)
+    c = whole_number(c, "the channel")
     return Objective(lambda acts: _per_image(acts[layer][:, c]), [layer], f"channel {layer}:{c}", [_check_channel(layer, c)])
 
 
 def neuron(layer, c: int, x: int | None = None, y: int | None = None) -> Objective:
     """Activation of channel ``c`` at map position (``x``, ``y``); the centre of the map by default."""
-    c = int(c)
+    c = whole_number(c, "the channel")
+    x = None if x is None else whole_number(x, "the x position")
+    y = None if y is None else whole_number(y, "the y position")
     return Objective(lambda acts: _per_image(_at(acts[layer], x, y)[:, c]), [layer], f"neuron {layer}:{c}@({x},{y})",
                      [_check_channel(layer, c), _check_position(layer, x, y)])
 
@@ -227,7 +231,7 @@ def per_image(objectives: Sequence[Objective]) -> Objective:
 
 def channels(layer, cs: Iterable[int]) -> Objective:
     """Image ``i`` maximises channel ``cs[i]`` of ``layer`` (an atlas), in one batch and one gather."""
-    cs = [int(c) for c in cs]
+    cs = [whole_number(c, "the channel") for c in cs]
     if not cs:
         raise ValueError("channels needs at least one channel index.")
     idx = torch.tensor(cs)
@@ -247,5 +251,7 @@ def as_objective(obj, probe=None) -> Objective:
         return obj
     if isinstance(obj, str) and ":" in obj:
         name, c = obj.rsplit(":", 1)
+        if not c.strip().lstrip("-").isdigit():
+            raise ValueError(f"{obj!r}: after the colon comes a channel number, e.g. '{name.strip()}:3'.")
         return channel(name.strip(), int(c))
     raise TypeError(f"Expected an Objective (e.g. cnnwidgets.dream.channel(layer, 3)) or 'layer:channel', got {obj!r}.")

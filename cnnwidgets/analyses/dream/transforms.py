@@ -196,10 +196,12 @@ class OnePass:
     in the same pass (what the dream engine uses)."""
 
     def __init__(self, pad_px: int = 12, jitter1: int = 8, scales: Sequence[float] = None, angles: Sequence[float] = None,
-                 jitter2: int = 4, split: int | None = None):
+                 jitter2: int = 4, split: int | None = None, multiple: int = 1, size: tuple[int, int] | None = None):
         if jitter1 < 1 or jitter2 < 1:
             raise ValueError(f"jitters need d >= 1, got {jitter1} and {jitter2}.")
         self.pad_px, self.jitter1, self.jitter2, self.split = int(pad_px), int(jitter1), int(jitter2), split
+        self.multiple = int(multiple)  #: output sizes rounded up to this (zeros below and right), for models that need it
+        self.size = None if size is None else (int(size[0]), int(size[1]))  #: a fixed output size (models with a fixed grid)
         self.scales = list(LUCENT_SCALES if scales is None else scales)
         self.angles = list(LUCENT_ANGLES if angles is None else angles)
         self.scale = self.shift = None  # per-channel output map (see normalising)
@@ -208,9 +210,25 @@ class OnePass:
     def normalising(self, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool = False) -> "OnePass":
         """A copy whose output is ``x * scale + shift`` per channel (``1 x C x 1 x 1`` tensors; the model's
         ``1 / std`` and ``-mean / std``), NHWC when ``channels_last``: one pass instead of three."""
-        other = OnePass(self.pad_px, self.jitter1, self.scales, self.angles, self.jitter2, self.split)
+        other = self.with_multiple(self.multiple, self.size)
         other.scale, other.shift, other.channels_last = scale, shift, bool(channels_last)
         return other
+
+    def with_multiple(self, multiple: int = 1, size: tuple[int, int] | None = None) -> "OnePass":
+        """A copy whose output sizes are rounded up to a multiple of ``multiple`` (the extra rows and columns are
+        zeros, as the strips the jitters uncover), or always ``size`` (the transformed image resampled to it, in
+        the same pass: for models that take one size only)."""
+        other = OnePass(self.pad_px, self.jitter1, self.scales, self.angles, self.jitter2, self.split, multiple, size)
+        other.scale, other.shift, other.channels_last = self.scale, self.shift, self.channels_last
+        return other
+
+    def size_for(self, h: int, w: int, s: float) -> tuple[int, int]:
+        """The output size for an ``h x w`` image at scale ``s`` (before rounding to :attr:`multiple`)."""
+        ph, pw = h + 2 * self.pad_px, w + 2 * self.pad_px
+        nh, nw = math.ceil(s * ph), math.ceil(s * pw)
+        if (nh, nw) == (ph, pw):
+            return ph, pw
+        return nh + 2 * max(0, math.ceil((ph - nh) / 2)), nw + 2 * max(0, math.ceil((pw - nw) / 2))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -228,21 +246,33 @@ class OnePass:
             ky, kx = (ph - 1) / max(nh - 1, 1), (pw - 1) / max(nw - 1, 1)  # interpolate(align_corners=True)
             oy, ox = max(0, math.ceil((ph - nh) / 2)), max(0, math.ceil((pw - nw) / 2))  # zeros around a shrunk image
         sh, sw = nh + 2 * oy, nw + 2 * ox  # output size
+        m = self.multiple
+        H, W = -(-sh // m) * m, -(-sw // m) * m  # rounded up for models that need it (zeros beyond sh x sw)
+        fy = fx = 1.0  # output pixel -> pixel of the sh x sw image: a fixed size resamples it in the same pass
+        if self.size is not None:
+            H, W = self.size
+            fy, fx = (sh - 1) / max(H - 1, 1), (sw - 1) / max(W - 1, 1)
         # the canvas: grey pad, and the first jitter as a crop of its far edges (what it uncovers reads as zeros)
         canvas = F.pad(x, [pad_px, pad_px - d8x, pad_px, pad_px - d8y], value=0.5)
         hc, wc = canvas.shape[-2:]
         # output pixel q -> canvas pixel: k * (centre + R (q - d4 - centre) - offset) - d8
         cos, sin = math.cos(a), math.sin(a)
         cx, cy = (sw - 1) / 2, (sh - 1) / 2
-        ax = [kx * cos, -kx * sin, kx * (cx - cos * (d4x + cx) + sin * (d4y + cy) - ox) - d8x]
-        ay = [ky * sin, ky * cos, ky * (cy - sin * (d4x + cx) - cos * (d4y + cy) - oy) - d8y]
+        ax = [kx * cos * fx, -kx * sin * fy, kx * (cx - cos * (d4x + cx) + sin * (d4y + cy) - ox) - d8x]
+        ay = [ky * sin * fx, ky * cos * fy, ky * (cy - sin * (d4x + cx) - cos * (d4y + cy) - oy) - d8y]
+        d4x, d4y = math.ceil(d4x / fx), math.ceil(d4y / fy)  # the jitter's strips, in output pixels
+        sh, sw = min(H, math.ceil((sh - 1) / fy) + 1), min(W, math.ceil((sw - 1) / fx) + 1)
         parts = self.split if self.split is not None else (torch.get_num_threads() // n if x.device.type == "cpu" else 1)
-        parts = max(1, min(int(parts), sh))
-        step = sh // parts  # band p: output rows p * step ... p * step + rows - 1; the last band takes the rest
-        rows = sh - step * (parts - 1)
+        parts = max(1, min(int(parts), H))
+        step = H // parts  # band p: output rows p * step ... p * step + rows - 1; the last band takes the rest
+        rows = H - step * (parts - 1)
         ys = (torch.arange(parts, device=x.device, dtype=x.dtype) * step)[:, None] + torch.arange(rows, device=x.device, dtype=x.dtype)
-        grid = _affine_grid([ax, ay], ys, sw, hc, wc)  # parts x rows x sw x 2
+        grid = _affine_grid([ax, ay], ys, W, hc, wc)  # parts x rows x W x 2
         grid[:, :, :d4x] = -4.0  # the second jitter's strips read zeros
+        if W > sw:
+            grid[:, :, sw:] = -4.0
+        if H > sh:
+            grid[ys >= sh] = -4.0
         for p in range(parts):
             if p * step >= d4y:
                 break
@@ -255,7 +285,49 @@ class OnePass:
             grid = grid.repeat(n, 1, 1, 1)
         scale = self.scale if self.scale is not None else torch.ones(c, device=x.device, dtype=x.dtype)
         shift = self.shift if self.shift is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
-        return _Resample.apply(canvas, grid, parts, step, sh, scale, shift, self.channels_last, self.scale is not None)
+        return _Resample.apply(canvas, grid, parts, step, H, scale, shift, self.channels_last, self.scale is not None)
+
+
+def pad_to_multiple(m: int) -> Transform:
+    """Zeros below and to the right up to the next multiple of ``m`` in height and width."""
+    def f(x, generator=None):
+        h, w = x.shape[-2:]
+        return F.pad(x, [0, -(-w // m) * m - w, 0, -(-h // m) * m - h])
+    return f
+
+
+def resize_to(h: int, w: int) -> Transform:
+    """Bilinear resize to ``h x w`` (for models that take one size only)."""
+    def f(x, generator=None):
+        return x if tuple(x.shape[-2:]) == (h, w) else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return f
+
+
+def to_size(transforms: Sequence[Transform], h: int, w: int) -> list[Transform]:
+    """``transforms`` whose output is always ``h x w`` (for models with a fixed input grid, e.g. vision transformers)."""
+    ts = list(transforms)
+    if ts and isinstance(ts[-1], OnePass):
+        return ts[:-1] + [ts[-1].with_multiple(1, (h, w))]
+    return ts + [resize_to(h, w)]
+
+
+def to_multiple(transforms: Sequence[Transform], m: int) -> list[Transform]:
+    """``transforms`` whose output sizes are rounded up to a multiple of ``m`` (for models that need it)."""
+    ts = list(transforms)
+    if ts and isinstance(ts[-1], OnePass):
+        return ts[:-1] + [ts[-1].with_multiple(m, ts[-1].size)]
+    return ts + [pad_to_multiple(m)]
+
+
+def output_sizes(transforms: Sequence[Transform], h: int, w: int, draws: int = 64) -> list[tuple[int, int]]:
+    """The ``(height, width)`` sizes ``transforms`` make of an ``h x w`` image: exactly for :class:`OnePass` (one per
+    scale), else those seen over ``draws`` random draws of a fixed generator (on a 1-channel blank image: cheap)."""
+    ts = list(transforms)
+    if len(ts) == 1 and isinstance(ts[0], OnePass):
+        return sorted({ts[0].size_for(h, w, s) for s in ts[0].scales})
+    g = torch.Generator().manual_seed(0)
+    f = compose(ts)
+    return sorted({tuple(f(torch.zeros(1, 1, h, w), g).shape[-2:]) for _ in range(draws)})
 
 
 def one_pass(pad_px: int = 12, jitter1: int = 8, scales: Sequence[float] = LUCENT_SCALES,
