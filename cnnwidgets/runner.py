@@ -5,11 +5,14 @@ A :class:`Runner` iterates one in a background thread (JupyterLab, Notebook 7, V
 or in the foreground (Colab, whose front end does not show updates sent from other threads),
 hands the *latest* item to ``on_frame`` at most ``fps`` times a second (stale items are dropped,
 never queued), always delivers the last item with ``final=True``, and supports pause/resume/stop.
+In the foreground, widget events that arrive meanwhile (a click on Stop or Pause, a slider) are
+handled between steps (:func:`ui_events`), so the buttons work there too.
 No widget is imported here; panels pass callbacks.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import threading
 import weakref
@@ -43,6 +46,37 @@ def _stop_all(timeout: float = 10.0) -> None:
         r.stop()
     for r in live:
         r.join(timeout)
+
+
+@contextlib.contextmanager
+def ui_events():
+    """Inside a Jupyter kernel: a function ``poll(n)`` that handles up to ``n`` pending front-end messages (widget
+    clicks) while the calling code keeps the kernel busy; ``None`` elsewhere (a script, a test). Cells the user
+    runs meanwhile wait and run when the block ends (jupyter-ui-poll), also when the block runs inside a widget's
+    event handler (a Start button) rather than a cell."""
+    try:
+        from IPython import get_ipython
+        from jupyter_ui_poll import ui_events as _ui_events
+    except ImportError:
+        yield None
+        return
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        yield None
+        return
+    parent = kernel.get_parent() if hasattr(kernel, "get_parent") else getattr(kernel, "_parent_header", {})
+    in_cell = (parent or {}).get("header", {}).get("msg_type") == "execute_request"
+    wrapper = _ui_events()
+    try:
+        with wrapper as poll:
+            yield poll
+    finally:
+        if not in_cell:  # started from a widget event: no end of cell will come to restore the kernel's handler
+            try:
+                wrapper._post_run_cell()  # restores it and runs the cells that waited
+            except Exception:  # pragma: no cover - a jupyter-ui-poll without it: cells run after the next cell
+                traceback.print_exc()
 
 
 def in_colab() -> bool:
@@ -83,6 +117,7 @@ class Runner:
         self._resume = threading.Event()
         self._resume.set()
         self._thread: threading.Thread | None = None
+        self._poll = None  # foreground: handles pending widget events between steps
 
     # --- control -------------------------------------------------------------------------------
     def start(self) -> "Runner":
@@ -95,9 +130,13 @@ class Runner:
             self._thread.start()
         else:
             try:
-                self._loop()
-            except KeyboardInterrupt:  # the notebook's interrupt button is the stop button here
+                with ui_events() as poll:
+                    self._poll = poll
+                    self._loop()
+            except KeyboardInterrupt:  # the notebook's interrupt button stops it too
                 self._set(STOPPED)
+            finally:
+                self._poll = None
         return self
 
     def pause(self) -> None:
@@ -110,9 +149,15 @@ class Runner:
             self._set(RUNNING)
             self._resume.set()
 
-    def stop(self) -> None:
+    def stop(self, wait: float | None = None) -> bool:
+        """Ask the job to stop at its next step; with ``wait``, wait up to that many seconds for it (thread mode).
+        True when it has ended."""
         self._stop.set()
         self._resume.set()
+        if wait is not None and self.mode == "thread" and self._thread is not None and \
+                self._thread is not threading.current_thread():
+            self._thread.join(wait)
+        return not self.running
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for a threaded run to end; True if it has."""
@@ -157,13 +202,16 @@ class Runner:
                     self._deliver(item, False)
                     pending = False
                     next_frame = now + period
+                if self._poll is not None:
+                    self._poll(20)  # Stop / Pause clicks and other widget events, between two steps
                 if self._stop.is_set():
                     break
                 if not self._resume.is_set():
                     if pending:  # show where it paused
                         self._deliver(self.last, False)
                         pending = False
-                    self._resume.wait()
+                    while not self._resume.wait(0.05 if self._poll is not None else None):
+                        self._poll(20)
                     if self._stop.is_set():
                         break
         except BaseException as e:  # noqa: BLE001 - shown in the panel, interrupt included

@@ -263,3 +263,25 @@ def test_torchvision_models(vgg, resnet):
             a = A.attribute(p, img, method, target=3)
             assert a.map.shape == (64, 64) and np.isfinite(a.raw).all()
         assert state(p.model) == before
+
+
+def test_lime_is_captums_lime_on_the_same_draws_without_touching_the_global_generator(probe, image):
+    """Ours draws its superpixel choices from its own generator (Captum's draws them, and a DataLoader seed, from the
+    global one: the user's random stream). Given the same choices, Captum's Lime gives the same map."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+    from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+    state = torch.random.get_rng_state()
+    ours = A.attribute(probe, image, "lime", target=281, samples=64, segments=20)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    seg, k = ours.segments, int(ours.segments.max()) + 1
+    gen = torch.Generator().manual_seed(0)
+    lime = Lime(probe.pixel_model(), interpretable_model=SkLearnRidge(alpha=1.0),
+                similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25),
+                perturb_func=lambda inp, **kw: torch.bernoulli(torch.full((1, k), 0.5), generator=gen).long())
+    x = A.pixels(probe, image)
+    mask = torch.as_tensor(seg)[None, None].expand(1, 3, *seg.shape).contiguous()
+    theirs = lime.attribute(x, target=281, feature_mask=mask, baselines=A.make_baseline(probe, x, "mean"), n_samples=64,
+                            perturbations_per_eval=32)
+    np.testing.assert_allclose(ours.raw, theirs[0].numpy(), atol=1e-5 * float(np.abs(ours.raw).max()))

@@ -19,7 +19,10 @@ def images():
 
 @pytest.fixture(scope="module")
 def layers_panel(probe, images):
-    return CKAHeatmap(probe, images, layers=BLOCKS, batch_size=4, run_mode="foreground")
+    hm = CKAHeatmap(probe, images, layers=BLOCKS, batch_size=4, run_mode="foreground")
+    assert hm.result is None  # foreground: it computes once it is displayed (or joined), not in its constructor
+    hm.join()
+    return hm
 
 
 def test_short_names():
@@ -87,6 +90,7 @@ def test_channels_mode_uses_canvas_heatmap_clustered(probe, images):
     import bqplot as bq
 
     hm = CKAHeatmap(probe, images, mode="channels", layer="_blocks.15", batch_size=8, run_mode="foreground")
+    hm.join()
     assert isinstance(hm._mark, bq.HeatMap) and np.asarray(hm._mark.color).shape == (320, 320)
     assert hm.result.estimator == "biased"
     assert sorted(hm.order) == list(range(320))  # clustered: a permutation
@@ -103,6 +107,7 @@ def test_channels_mode_uses_canvas_heatmap_clustered(probe, images):
 def test_models_mode(probe, images):
     other = cw.Probe(cw.load_model("resnet18", pretrained=False), device="cpu")
     hm = CKAHeatmap(probe, images, mode="models", other=other, layers=BLOCKS[:2], batch_size=8, run_mode="foreground")
+    hm.join()
     assert hm.result.matrix.shape == (2, len(other.layers))
     hm.select_cell(1, 3)
     assert hm.layer_a == "_blocks.3" and hm.layer_b == other.layers[3].name
@@ -111,6 +116,7 @@ def test_models_mode(probe, images):
 
 def test_bad_input_shows_in_message(probe, images):
     hm = CKAHeatmap(probe, images[:3], layers=BLOCKS, run_mode="foreground")
+    hm.join()
     assert "at least 4 images" in hm.message.value and hm.result is None
     with pytest.raises(ValueError, match="other="):
         CKAHeatmap(probe, images, mode="models")

@@ -79,7 +79,7 @@ def test_foreground_run_to_the_end(probe):
     r = d.start()  # returns when done (Colab's mode)
     assert r.state == "done" and r.items == 10 and d.controls.progress.value == 10
     assert d.canvas.format == "png" and d.result.step == 10
-    assert len(d.history[0]) == 10 and "done after 10 steps" in d.message.value
+    assert len(d.history[0]) == 10 and "done: 10 / 10 steps" in d.message.value and "done · 10 / 10 steps" in d.controls.progress_label.value
     # the loss curve's axes carry round ticks (1, 2 or 5 times a power of ten) inside the data's range
     y = np.asarray(d.history[0])
     for axis, (lo, hi) in zip(d.loss_figure.axes, ((1, 10), (y.min(), y.max()))):

@@ -390,24 +390,45 @@ def superpixels(image_chw: np.ndarray, segments: int = 50, method: str = "slic")
     return lab.reshape(img.shape[:2])
 
 
-def _lime(probe, fn, x, target, o):
-    from captum._utils.models.linear_model import SkLearnRidge
-    from captum.attr import Lime
-    from captum.attr._core.lime import get_exp_kernel_similarity_function
+def lime_samples(x: torch.Tensor, seg: np.ndarray, baseline: torch.Tensor, n: int, generator: torch.Generator):
+    """``n`` LIME perturbations of ``x`` (1xCxHxW): each superpixel of ``seg`` kept or replaced by ``baseline`` at
+    random (Bernoulli 0.5, Captum's default). Returns (``n x K`` 0/1 choices, ``n x C x H x W`` images)."""
+    k = int(seg.max()) + 1
+    z = torch.bernoulli(torch.full((n, k), 0.5), generator=generator)
+    keep = z.to(x.device)[:, torch.as_tensor(seg, device=x.device)].unsqueeze(1)  # n x 1 x H x W
+    return z, keep * x + (1 - keep) * baseline
 
+
+def lime_weights(x: torch.Tensor, images: torch.Tensor, kernel_width: float = 0.25) -> torch.Tensor:
+    """Captum's exponential cosine kernel: ``exp(-d² / (2 w²))`` with ``d = 1 - cos(x, image)`` (flattened)."""
+    d = 1 - torch.nn.functional.cosine_similarity(images.flatten(1).float(), x.flatten(1).float(), dim=1)
+    return torch.exp(-(d ** 2) / (2 * kernel_width ** 2))
+
+
+def lime_fit(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Weighted ridge regression of the scores on the choices (scikit-learn's Ridge, as Captum's SkLearnRidge)."""
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=alpha).fit(z, y, sample_weight=w).coef_.astype(np.float32)
+
+
+def _lime(probe, fn, x, target, o):
+    """LIME (Ribeiro et al. 2016) on superpixels, as Captum's ``Lime`` computes it (Bernoulli choices, cosine
+    exponential kernel of width 0.25, ridge alpha 1), with the choices drawn from its own seeded generator (Captum
+    draws them, and a DataLoader seed, from the global one: the user's random stream)."""
     seg = superpixels(x[0].detach().cpu().numpy(), o["segments"], o["segmentation"])
-    mask = torch.as_tensor(seg, device=x.device)[None, None].expand(1, x.shape[1], *seg.shape).contiguous()
     base = make_baseline(probe, x, o["baseline"])
     gen = torch.Generator().manual_seed(int(o["seed"]))
-
-    def perturb(original_inp, **kwargs):  # Captum's default draws from the global generator: the user's stream
-        n = kwargs["num_interp_features"]
-        return torch.bernoulli(torch.full((1, n), 0.5), generator=gen).to(original_inp.device).long()
-
-    lime = Lime(fn, interpretable_model=SkLearnRidge(alpha=1.0),
-                similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.25), perturb_func=perturb)
-    attr = lime.attribute(x, target=target, feature_mask=mask, baselines=base, n_samples=int(o["samples"]),
-                          perturbations_per_eval=int(o["batch_size"]))
+    n, bs = int(o["samples"]), int(o["batch_size"])
+    zs, ys, ws = [], [], []
+    with torch.no_grad():
+        for i in range(0, n, bs):
+            z, imgs = lime_samples(x, seg, base, min(bs, n - i), gen)
+            zs.append(z.numpy())
+            ys.append(fn(imgs)[:, target].float().cpu().numpy())
+            ws.append(lime_weights(x, imgs).cpu().numpy())
+    coef = lime_fit(np.concatenate(zs), np.concatenate(ys), np.concatenate(ws))
+    attr = torch.as_tensor(coef[seg], device=x.device)[None, None].expand(1, x.shape[1], *seg.shape)
     return attr, {"segments": seg}
 
 

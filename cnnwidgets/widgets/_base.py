@@ -5,6 +5,7 @@ Only ipywidgets APIs present in both 7.x (Colab) and 8.x are used; differences a
 from __future__ import annotations
 
 import html
+import time
 import traceback
 from typing import Any, Callable, Iterator
 
@@ -18,12 +19,28 @@ from ..runner import Runner
 IPYW8 = int(W.__version__.split(".")[0]) >= 8
 
 
+#: styles every panel carries: a result about to be replaced is dimmed (never shown as current)
+CSS = ("<style>.cnnw-stale{opacity:.35;filter:grayscale(70%);transition:opacity .15s}"
+       ".cnnw-stale-note{color:#8a5a00}</style>")
+
+
 class Panel(W.VBox):
     """Base of every cnnwidgets panel: an ipywidgets VBox that can also draw itself statically.
 
     Subclasses implement :meth:`figure` (a matplotlib figure of what the panel shows); :meth:`save`
-    writes it as a PNG, for graded notebooks exported to HTML/PDF and for papers.
+    writes it as a PNG, for graded notebooks exported to HTML/PDF and for papers. Long jobs run in the
+    panel's :class:`RunControls`; :meth:`close` stops them and closes every widget the panel made.
+    A job that should start on its own (:meth:`autostart`) starts at once in a background thread, or, in
+    the foreground (Colab), once the panel is on screen: the panel shows first, then computes.
     """
+
+    def __init__(self, children=(), **kwargs):
+        for name in ("_jobs", "_on_close", "_pending"):  # RunControls made before this call register already
+            if name not in self.__dict__:
+                setattr(self, name, [])
+        if "_weights_seen" not in self.__dict__:
+            self._weights_seen = None
+        super().__init__([*children, W.HTML(CSS, layout=W.Layout(height="0px", margin="0"))], **kwargs)
 
     def figure(self, **kwargs):  # pragma: no cover - each panel overrides it
         raise NotImplementedError
@@ -47,6 +64,102 @@ class Panel(W.VBox):
         fig = self.figure(**kwargs)
         display(fig)
         plt.close(fig)
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def autostart(self, controls: "RunControls") -> None:
+        """Start ``controls``' job now in a background thread, or (foreground mode) when the panel is displayed."""
+        if controls.mode == "thread":
+            controls.start()
+        elif controls not in self._pending:
+            self._pending.append(controls)
+
+    def start_pending(self) -> None:
+        """Start the foreground jobs that wait for the panel to be displayed (``join()`` and tests call this)."""
+        pending, self._pending = self._pending, []
+        for c in pending:
+            c.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Start what waits for the panel to be displayed, and wait for the panel's jobs to end (for scripts and
+        tests: a panel never displayed computes here). True when all have ended."""
+        self.start_pending()
+        return all([c.join(timeout) for c in self._jobs])
+
+    def _ipython_display_(self, **kwargs):
+        from IPython.display import display
+
+        if hasattr(W.Widget, "_repr_mimebundle_"):  # ipywidgets 8
+            display(self._repr_mimebundle_(**kwargs), raw=True)
+        else:  # ipywidgets 7
+            super()._ipython_display_(**kwargs)
+        self.check_weights()
+        self.start_pending()  # on screen now: compute (foreground jobs keep the cell busy meanwhile)
+
+    # --- live weights ----------------------------------------------------------------------------
+    def check_weights(self) -> bool:
+        """Whether the model's weights changed since the panel last computed from them (:meth:`mark_weights`);
+        if so, :meth:`on_weights_changed` runs (recompute, or say the results are outdated)."""
+        probe = getattr(self, "probe", None)
+        if probe is None or self._weights_seen is None:
+            return False
+        if probe.weights_version() == self._weights_seen:
+            return False
+        self._weights_seen = probe.weights_version()
+        self.on_weights_changed()
+        return True
+
+    def mark_weights(self) -> None:
+        """Remember the weights the panel's results come from."""
+        probe = getattr(self, "probe", None)
+        if probe is not None:
+            self._weights_seen = probe.weights_version()
+
+    def on_weights_changed(self) -> None:  # panels override: recompute, or mark results outdated
+        pass
+
+    # --- closing ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the panel's jobs, undo its observers and links, and close every widget it made."""
+        for c in list(self._jobs):
+            c.stop(wait=10)
+        self._pending = []
+        for fn in self._on_close:
+            try:
+                fn()
+            except Exception:  # closing must not fail half way
+                traceback.print_exc()
+        self._on_close = []
+        for w in reachable_widgets(self):
+            if w is self:
+                continue
+            if isinstance(w, Panel):
+                w.close()
+            else:
+                w.close()
+        super().close()
+
+
+def reachable_widgets(root) -> list:
+    """Every widget ``root`` holds: its children and the widgets in its traits (bqplot marks, axes, scales,
+    images), and those in the attributes of panels and of cnnwidgets' helper objects (controls not on screen)."""
+    seen: dict[int, W.Widget] = {}
+    stack = [root]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, W.Widget):
+            if id(o) in seen or (o.comm is None and o is not root):  # closed already
+                continue
+            seen[id(o)] = o
+            stack.extend(getattr(o, k, None) for k in o.keys)
+            if isinstance(o, Panel) or type(o).__module__.startswith("cnnwidgets."):
+                stack.extend(vars(o).values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif type(o).__module__.startswith("cnnwidgets.widgets"):
+            stack.extend(vars(o).values())
+    return list(seen.values())
 
 
 class Message(W.HTML):
@@ -191,34 +304,58 @@ def clear_upload(upload: W.FileUpload) -> None:
         pass
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class RunControls(W.HBox):
-    """Start / pause / stop buttons and a progress bar that drive one :class:`Runner` at a time."""
+    """A panel's job slot: a progress bar with what is happening, Stop, and (optionally) Start and Pause, driving
+    one :class:`~cnnwidgets.runner.Runner` at a time.
+
+    :meth:`start` runs ``make_job()``; :meth:`run` runs a given job. Starting a job stops the one it replaces
+    (its frames are no longer shown). While a job runs, the ``stale`` widgets (the result it will replace) are
+    dimmed until its first frame arrives, so an old result is never shown as current. ``panel``: the panel whose
+    :meth:`Panel.close` stops this job.
+    """
 
     state = T.Unicode("idle").tag(sync=False)
 
-    def __init__(self, make_job: Callable[[], Iterator], on_frame: Callable[[Any, bool], None], *, total: Callable[[], int | None] = lambda: None,
-                 fps: float = 15.0, message: Message | None = None, mode: str = "auto", on_start: Callable[[], None] | None = None):
+    def __init__(self, make_job: Callable[[], Iterator] | None = None, on_frame: Callable[[Any, bool], None] | None = None, *,
+                 total: Callable[[], int | None] = lambda: None, fps: float = 15.0, message: Message | None = None,
+                 mode: str = "auto", on_start: Callable[[], None] | None = None, stale: Callable[[], list] | list = (),
+                 start: bool = True, pause: bool = True, unit: str = "step", panel: Panel | None = None):
+        from ..runner import default_mode
+
         self.make_job = make_job
         self.on_frame = on_frame
         self.total = total
         self.fps = fps
-        self.mode = mode
+        self.mode = default_mode() if mode == "auto" else mode
         self.on_start = on_start
+        self.unit = unit
+        self._stale = stale
         self.message = message or Message()
         self.start_button = W.Button(description="Start", icon="play", button_style="success", layout=W.Layout(width="90px"))
         self.pause_button = W.Button(description="Pause", icon="pause", disabled=True, layout=W.Layout(width="90px"))
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True, layout=W.Layout(width="90px"))
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="220px"))
-        self.progress_label = W.Label("")
+        self.progress_label = W.HTML("")
         self.runner: Runner | None = None
+        self._t0 = 0.0
+        self._dimmed: list = []
         self.start_button.on_click(lambda _: self.start())
         self.pause_button.on_click(lambda _: self.toggle_pause())
         self.stop_button.on_click(lambda _: self.stop())
-        super().__init__([self.start_button, self.pause_button, self.stop_button, self.progress, self.progress_label])
+        buttons = ([self.start_button] if start else []) + ([self.pause_button] if pause else []) + [self.stop_button]
+        super().__init__(buttons + [self.progress, self.progress_label], layout=W.Layout(align_items="center"))
+        if panel is not None:
+            if "_jobs" not in panel.__dict__:
+                panel._jobs = []
+            panel._jobs.append(self)
 
+    # --- running -----------------------------------------------------------------------------------
     def start(self) -> Runner | None:
-        if self.runner is not None and self.runner.running:
-            return self.runner
+        """Run ``make_job()`` (what the Start button does); a job already running is stopped first."""
         self.message.clear()
         try:
             if self.on_start:
@@ -227,12 +364,28 @@ class RunControls(W.HBox):
         except Exception as e:  # bad settings: say so in the panel
             self.message.exception(e)
             return None
-        total = self.total()
+        return self.run(job, self.total())
+
+    def run(self, job, total: int | None = None) -> Runner:
+        """Run ``job`` (a generator of Steps) here, stopping the job it replaces."""
+        self.stop(wait=5)
         self.progress.max = max(1, total or 1)
         self.progress.value = 0
-        self.runner = Runner(job, self.on_frame, fps=self.fps, total=total, on_progress=self._progress,
-                             on_state=self._state, on_error=lambda e, text: self.message.error(text), mode=self.mode)
-        return self.runner.start()
+        self.progress_label.value = ""
+        self._t0 = time.perf_counter()
+        self._dim(True)
+        runner = Runner(job, lambda item, final: self._frame(runner, item, final), fps=self.fps, total=total,
+                        on_progress=lambda d, t: self._progress(runner, d, t), on_state=lambda s: self._state(runner, s),
+                        on_error=lambda e, text: self._error(runner, text), mode=self.mode)
+        self.runner = runner
+        return runner.start()
+
+    def _frame(self, runner, item, final) -> None:
+        if runner is not self.runner:
+            return  # a job this slot has moved on from
+        self._dim(False)
+        if self.on_frame is not None:
+            self.on_frame(item, final)
 
     def toggle_pause(self) -> None:
         r = self.runner
@@ -243,22 +396,47 @@ class RunControls(W.HBox):
         else:
             r.pause()
 
-    def stop(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
+    def stop(self, wait: float | None = None) -> bool:
+        """Stop the running job; with ``wait``, wait up to that many seconds for it to end."""
+        return self.runner.stop(wait) if self.runner is not None else True
 
     def join(self, timeout: float | None = None) -> bool:
         return self.runner.join(timeout) if self.runner is not None else True
 
-    def _progress(self, done: int, total: int | None) -> None:
+    @property
+    def running(self) -> bool:
+        return self.runner is not None and self.runner.running
+
+    # --- display ------------------------------------------------------------------------------------
+    def _dim(self, on: bool) -> None:
+        if on:
+            ws = self._stale() if callable(self._stale) else list(self._stale)
+            self._dimmed = [w for w in ws if w is not None]
+            for w in self._dimmed:
+                w.add_class("cnnw-stale")
+        else:
+            for w in self._dimmed:
+                w.remove_class("cnnw-stale")
+            self._dimmed = []
+
+    def _progress(self, runner, done: int, total: int | None) -> None:
+        if runner is not self.runner:
+            return
+        secs = time.perf_counter() - self._t0
         if total:
             self.progress.max = max(1, total)
             self.progress.value = min(int(done), total)
-            self.progress_label.value = f"{int(done)} / {total}"
+            self.progress_label.value = f"{int(done)} / {_plural(int(total), self.unit)} · {secs:.1f} s"
         else:
-            self.progress_label.value = str(done)
+            self.progress_label.value = f"{_plural(int(done), self.unit)} · {secs:.1f} s"
 
-    def _state(self, state: str) -> None:
+    def _error(self, runner, text: str) -> None:
+        if runner is self.runner:
+            self.message.error(text)
+
+    def _state(self, runner, state: str) -> None:
+        if runner is not self.runner:
+            return
         self.state = state
         running = state in ("running", "paused")
         self.start_button.disabled = running
@@ -267,4 +445,18 @@ class RunControls(W.HBox):
         self.pause_button.description = "Resume" if state == "paused" else "Pause"
         self.pause_button.icon = "play" if state == "paused" else "pause"
         if state in ("done", "stopped"):
-            self.message.info(f"{state} after {self.runner.items if self.runner else 0} steps")
+            last = runner.last
+            done = int(getattr(last, "step", runner.items) or 0)
+            total = getattr(last, "total", None) or runner.total
+            secs = time.perf_counter() - self._t0
+            of = f"{done} / {_plural(int(total), self.unit)}" if total else _plural(done, self.unit)
+            if state == "done":
+                self.progress.value = self.progress.max
+                self.progress_label.value = f"done · {of} · {secs:.1f} s"
+                self.message.info(f"done: {of} in {secs:.1f} s")
+            else:
+                self.progress_label.value = f"stopped at {of}"
+                if self._dimmed:  # stopped before its first frame: the old result stays dimmed, and says so
+                    self.message.warn(f"stopped at {of}, before a new result: the dimmed result is the previous one")
+                else:
+                    self.message.info(f"stopped at {of} after {secs:.1f} s")

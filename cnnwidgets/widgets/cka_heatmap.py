@@ -96,7 +96,8 @@ class CKAHeatmap(Panel):
         self.cluster_box = W.Checkbox(value=cluster, description="cluster channels", indent=False,
                                       layout=W.Layout(width="150px", display="" if mode == "channels" else "none"))
         self.controls = RunControls(self._make_job, self._on_frame, total=self._total, fps=4.0, message=self.message,
-                                    mode=run_mode, on_start=self._on_start)
+                                    mode=run_mode, on_start=self._on_start, unit="batch", panel=self,
+                                    stale=lambda: [self.figure_widget, self.pair_box])
 
         # heatmap
         self._cs = bq.ColorScale(scheme="Blues", min=0.0, max=1.0)
@@ -128,7 +129,7 @@ class CKAHeatmap(Panel):
         super().__init__([self.title, options, self.controls, self.message, W.HBox([W.VBox([self.figure_widget, self.hover, self.summary], layout=W.Layout(flex="0 0 auto", width="670px")), right])])
         self._update_title()
         if autostart:
-            self.controls.start()
+            self.autostart(self.controls)  # a background thread now, or (foreground) once the panel is on screen
 
     # --- computing -----------------------------------------------------------------------------
     def _on_start(self) -> None:
@@ -166,9 +167,6 @@ class CKAHeatmap(Panel):
     @T.observe("layer")
     def _layer_changed(self, change) -> None:
         if self.mode == "channels" and change["old"] and change["new"] != change["old"]:
-            if self.controls.runner is not None and self.controls.runner.running:
-                self.controls.stop()
-                self.controls.join(30)
             self.result = None
             self._update_title()
             self.controls.start()

@@ -144,7 +144,7 @@ class Dream(Panel):
         self.clear_button.on_click(lambda _: self.clear_gallery())
 
         self.controls = RunControls(self._make_job, self._on_frame, total=self._total, fps=fps, message=_Relay(self),
-                                    mode=run_mode, on_start=self._on_start)
+                                    mode=run_mode, on_start=self._on_start, panel=self)
 
         # --- layout --------------------------------------------------------------------------------
         self.objective_row = W.HBox([self.objective_buttons, self.channel_slider])

@@ -82,7 +82,8 @@ class Embedding(Panel):
         self.slider = self.layer_control.slider
         self.method = W.ToggleButtons(options=[("PCA", "pca"), ("t-SNE", "tsne")], value=method, description="map")
         self.pool = W.Dropdown(options=[("mean over space", "mean"), ("max over space", "max")], value="mean", description="pool")
-        self.controls = RunControls(self._job, self._frame, total=lambda: n, message=self.message)
+        self.controls = RunControls(self._job, self._frame, total=lambda: n, message=self.message, unit="image",
+                                    panel=self, stale=lambda: [self.fig])
         self.controls.start_button.description = "Compute"
         self.controls.start_button.layout.width = "110px"
 

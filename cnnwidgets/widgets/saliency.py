@@ -172,13 +172,13 @@ class Saliency(Panel):
         # all methods / compare / sanity
         self.all_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.all_run = RunControls(self._all_job, self._all_frame, total=lambda: len(A.METHODS), message=self.message,
-                                   mode=self.mode)
+                                   mode=self.mode, unit="method", panel=self)
         self.all_title, self.compare_title, self.sanity_title = W.HTML(), W.HTML(), W.HTML()
         self.all_tab = W.VBox([W.HTML("All seven methods on this image and class (each with the options set above); "
                                       "press Start."), self.all_run, self.all_title, self.all_grid])
         self.compare_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.compare_run = RunControls(self._compare_job, self._compare_frame, total=lambda: len(self.compare_probes),
-                                       message=self.message, mode=self.mode)
+                                       message=self.message, mode=self.mode, unit="model", panel=self)
         hint = ("" if len(self.compare_probes) > 1 else
                 " Pass <code>compare=[cw.Probe(other_model)]</code> to add models (VGG vs ResNet, as in the homework).")
         self.compare_tab = W.VBox([W.HTML("The same image, method and class on each model." + hint),
@@ -186,7 +186,7 @@ class Saliency(Panel):
         self.sanity_steps_count = W.IntSlider(5, min=2, max=12, description="randomisation steps", style=s)
         self.sanity_grid = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.sanity_run = RunControls(self._sanity_job, self._sanity_frame, total=lambda: self.sanity_steps_count.value + 1,
-                                      message=self.message, mode=self.mode)
+                                      message=self.message, mode=self.mode, panel=self)
         self.sanity_tab = W.VBox([
             W.HTML("<b>Sanity check</b> (Adebayo et al. 2018): the model's weights are re-initialised from the top "
                    "(classifier) down, one group more at each step, on a copy of the model. A good explanation "
