@@ -1,4 +1,6 @@
 """The dream's Adam: torch.optim.Adam's update, bit for bit (fused kernel and written-out paths)."""
+import inspect
+
 import pytest
 import torch
 
@@ -20,10 +22,21 @@ def _run(fused: bool, wd: float, steps: int = 25):
     return a, b
 
 
+def _torch_lerps() -> bool:
+    """Whether this torch's own (single-tensor) Adam updates the first moment with ``lerp_`` as ours does (torch 2.0
+    wrote ``mul_(beta1).add_(grad, alpha=1 - beta1)``: the same update, rounded differently)."""
+    try:
+        return "lerp_" in inspect.getsource(torch.optim.adam._single_tensor_adam)
+    except (AttributeError, OSError, TypeError):
+        return False
+
+
 @pytest.mark.parametrize("wd", [0.0, 1e-6])
 def test_written_out_adam_equals_torch_adam_bit_for_bit(wd):
     a, b = _run(False, wd)
-    assert torch.equal(a, b)
+    torch.testing.assert_close(a, b)  # float32 rounding
+    if _torch_lerps():
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("wd", [0.0, 1e-6])

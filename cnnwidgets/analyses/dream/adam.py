@@ -1,12 +1,12 @@
-"""Adam for the dream's parameters: torch's fused Adam kernel, called directly.
+"""Adam for the dream's parameters: torch's fused Adam kernel, called directly, or written out.
 
-``torch.optim.Adam.step`` runs ~100 Python calls per step (device checks, grouping, hooks); right
-after a network's backward, with the interpreter's caches cold, they took 0.25-0.3 ms on the
-benchmark's CPU, a tenth of what the dream adds to a small layer's forward+backward. :class:`Adam`
-calls the kernel behind ``torch.optim.Adam(fused=True)`` itself (one call that reads and writes
-each tensor once: 27 vs 75 us for one image's spectrum, warm): the same update to the bit (a test
-checks it). Where that kernel is missing (an older torch, a device without it), the update is
-written out in five in-place operations, ``torch.optim.Adam``'s default update to the bit.
+``torch.optim.Adam.step`` runs ~100 Python calls per step (device checks, grouping, hooks), a
+noticeable part of what the dream adds to a small layer's forward+backward. :class:`Adam` calls the
+kernel behind ``torch.optim.Adam(fused=True)`` itself (one call that reads and writes each tensor
+once): the same update to the bit (a test checks it). That kernel is private API
+(``torch._fused_adam_``): where it is missing (an older torch on a CPU, as 2.0; a device without it) or
+:data:`.backend.PUBLIC_TORCH` is set, the update is written out in five public in-place operations,
+``torch.optim.Adam``'s default update (to the bit where torch writes it the same way, else to rounding).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import math
 from typing import Iterable
 
 import torch
+
+from . import backend
 
 
 def make(params: Iterable[torch.Tensor], lr: float, weight_decay: float = 0.0) -> "Adam":
@@ -24,7 +26,8 @@ def make(params: Iterable[torch.Tensor], lr: float, weight_decay: float = 0.0) -
 class Adam:
     """``Adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None)`` with ``step()`` and
     ``zero_grad()``, as ``torch.optim.Adam`` (L2 ``weight_decay``; no amsgrad, no param groups).
-    ``fused=None`` uses torch's fused kernel when it runs here (else the written-out update)."""
+    ``fused=None`` uses torch's fused kernel when it runs here (else the written-out update); ``fused=False``
+    the written-out update; :data:`.backend.PUBLIC_TORCH` rules the fused kernel out in every case."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, fused: bool | None = None):
@@ -34,7 +37,7 @@ class Adam:
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.steps = 0
         self._step_t = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]  # the fused kernel keeps its step counts in tensors
-        self.fused = _fused_available(self.params) if fused is None else bool(fused)
+        self.fused = (fused is not False) and _fused_available(self.params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -68,16 +71,20 @@ class Adam:
 
 
 def _fused_available(params: list[torch.Tensor]) -> bool:
-    """Whether ``torch._fused_adam_`` updates these parameters here (tried once on a scratch copy)."""
-    if not hasattr(torch, "_fused_adam_") or not params:
+    """Whether ``torch._fused_adam_`` may update these parameters here (:func:`.backend.private_ok`: not with
+    ``PUBLIC_TORCH``; else tried once per device type on a scratch tensor)."""
+    if not params or params[0].dtype != torch.float32:
         return False
-    try:
-        with torch.no_grad():
-            p = [torch.zeros(4, dtype=q.dtype, device=q.device) for q in params[:1]]
-            g = [torch.ones_like(p[0])]
-            m, v, s = [torch.zeros_like(p[0])], [torch.zeros_like(p[0])], [torch.ones((), device=p[0].device)]
-            torch._fused_adam_(p, g, m, v, [], s, amsgrad=False, lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0,
-                               eps=1e-8, maximize=False, grad_scale=None, found_inf=None)
-        return bool(torch.isfinite(p[0]).all()) and float(p[0][0]) < 0
-    except (RuntimeError, TypeError, NotImplementedError):
+    return backend.private_ok("fused_adam", params[0].device, _try_fused)
+
+
+def _try_fused(device: torch.device) -> bool:
+    if not hasattr(torch, "_fused_adam_"):
         return False
+    with torch.no_grad():
+        p = [torch.zeros(4, device=device)]
+        g = [torch.ones_like(p[0])]
+        m, v, s = [torch.zeros_like(p[0])], [torch.zeros_like(p[0])], [torch.ones((), device=device)]
+        torch._fused_adam_(p, g, m, v, [], s, amsgrad=False, lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                           eps=1e-8, maximize=False, grad_scale=None, found_inf=None)
+    return bool(torch.isfinite(p[0]).all()) and float(p[0][0]) < 0

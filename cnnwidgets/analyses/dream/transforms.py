@@ -3,7 +3,8 @@
 Each factory returns a function ``f(x, generator) -> x`` on a batch ``N x C x H x W``; the random
 choice comes from ``generator`` (a CPU ``torch.Generator``), so a seed fixes the run. The whole
 batch gets the same draw (as in Lucent). :func:`standard` is Lucent's chain, by default as one
-resampling (:class:`OnePass`). Pure torch: no kornia.
+resampling (:class:`OnePass`). Pure torch: no kornia. The one resampling calls torch's ATen
+resampling ops directly, or, with :data:`.backend.PUBLIC_TORCH`, ``F.grid_sample`` and autograd.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from . import backend
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -181,6 +184,39 @@ class _Resample(torch.autograd.Function):
         return gsrc, None, None, None, None, None, None, None, None
 
 
+def _resample_public(canvas, grid, parts, step, height, scale, shift, nhwc):
+    """:class:`_Resample` with public API only: ``F.grid_sample`` and autograd (the same values up to rounding;
+    slower, as autograd copies the bands and the output)."""
+    n, c = canvas.shape[:2]
+    src = canvas if parts == 1 else (canvas.expand(parts, -1, -1, -1) if n == 1 else canvas.repeat_interleave(parts, 0))
+    y = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (n parts) x c x rows x w
+    rows, w = y.shape[-2:]
+    y = y.view(n, parts, c, rows, w)
+    pieces = [y[:, :-1, :, :step].permute(0, 2, 1, 3, 4).reshape(n, c, (parts - 1) * step, w)] if parts > 1 else []
+    out = torch.cat(pieces + [y[:, -1]], 2) if pieces else y[:, -1]
+    out = torch.addcmul(shift.view(1, c, 1, 1), out, scale.view(1, c, 1, 1))
+    return out.contiguous(memory_format=torch.channels_last) if nhwc else out.contiguous()
+
+
+def _private_resample_ok(device: torch.device) -> bool:
+    """:class:`_Resample` (private ATen calls) against :func:`_resample_public` on a small case, forward and backward."""
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.rand(1, 3, 9, 10, generator=g).to(device)
+    ys = (torch.arange(2.0) * 4)[:, None] + torch.arange(5.0)
+    grid = _affine_grid([[0.9, 0.1, 0.3], [-0.1, 0.95, 0.2]], ys.to(device), 8, 9, 10)
+    grid[:-1, 4:] = -4.0
+    scale, shift = torch.tensor([2.0, 3.0, 4.0], device=device), torch.tensor([0.1, 0.2, 0.3], device=device)
+    outs = []
+    for f in (lambda x: _Resample.apply(x, grid, 2, 4, 9, scale, shift, True, True),
+              lambda x: _resample_public(x, grid, 2, 4, 9, scale, shift, True)):
+        x = canvas.clone().requires_grad_(True)
+        y = f(x)
+        (gx,) = torch.autograd.grad(y, x, torch.linspace(-1, 1, y.numel(), device=device).view_as(y))
+        outs.append((y.detach(), gx))
+    (a, ga), (b, gb) = outs
+    return a.shape == b.shape and torch.allclose(a, b, atol=1e-5) and torch.allclose(ga, gb, atol=1e-4)
+
+
 class OnePass:
     """Lucent's chain (pad ``pad_px`` grey, jitter ``jitter1``, random scale, random rotation, jitter
     ``jitter2``) as ONE bilinear resampling of the image: the same random draws, in the same order,
@@ -285,7 +321,9 @@ class OnePass:
             grid = grid.repeat(n, 1, 1, 1)
         scale = self.scale if self.scale is not None else torch.ones(c, device=x.device, dtype=x.dtype)
         shift = self.shift if self.shift is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
-        return _Resample.apply(canvas, grid, parts, step, H, scale, shift, self.channels_last, self.scale is not None)
+        if backend.private_ok("grid_sampler_2d", x.device, _private_resample_ok):
+            return _Resample.apply(canvas, grid, parts, step, H, scale, shift, self.channels_last, self.scale is not None)
+        return _resample_public(canvas, grid, parts, step, H, scale, shift, self.channels_last)
 
 
 def pad_to_multiple(m: int) -> Transform:
