@@ -160,7 +160,7 @@ def _index(key, what: str = "the layer index") -> int | None:
     """``key`` as an int if it is an integer (int, numpy integer, 0-d integer tensor), else None; floats are refused."""
     if isinstance(key, bool):
         return None
-    say = what[0].upper() + what[1:]
+    say = what[0].upper() + what[1:] if what.startswith("the ") else what
     if isinstance(key, float) or (isinstance(key, torch.Tensor) and key.is_floating_point()) or isinstance(key, np.floating):
         raise TypeError(f"{say} must be a whole number, got {key!r}.")
     if isinstance(key, torch.Tensor):
@@ -178,7 +178,8 @@ def whole_number(value, what: str = "the index") -> int:
     for anything else (``2.7`` is not silently channel 2)."""
     i = _index(value, what)
     if i is None:
-        raise TypeError(f"{what[0].upper() + what[1:]} must be a whole number, got {value!r}.")
+        raise TypeError(f"{what[0].upper() + what[1:] if what.startswith('the ') else what} must be a whole number, "
+                        f"got {value!r}.")
     return i
 
 
@@ -598,6 +599,10 @@ class Probe:
         """Every parameter and buffer of the model by ``state_dict`` name, as it is now (detached; read them, do
         not write them): the Histogram's live view of the weights."""
         return {k: v.detach() for k, v in self.model.state_dict(keep_vars=True).items()}
+
+    def parameter_names(self) -> set[str]:
+        """The ``state_dict`` names of the model's parameters (the rest of :meth:`named_tensors` are buffers)."""
+        return {n for n, _ in self.model.named_parameters()}
 
     def activations(self, images, layers=None, *, preprocess: bool = True, truncate: bool = True, batch_size: int = 32):
         """Outputs of ``layers`` for one image or a batch: detached, on the CPU, batch dimension first.

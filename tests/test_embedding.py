@@ -193,3 +193,35 @@ def test_panel_over_a_folder_and_a_shuffled_loader(small, tmp_path):
     panel.marks[0].selected = [0]
     i = panel.selected
     assert panel.labels[i] == "rocket" and panel.images.label(i) == 0  # the image seen at that position
+
+
+def test_top_images_reuse_the_maps_features(probe):
+    """'Top 9 images' after Compute reads no image but the 9 it shows (the map's pass kept every channel's scores)."""
+    import torch
+
+    class Counted(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x, self.reads = x, 0
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            self.reads += 1
+            return self.x[i], i % 2
+
+    x = cw.sample_batch(24, size=64, seed=3)
+    ds = Counted(x)
+    layer = probe.layers[10].name
+    emb = cw.Embedding(probe, ds, layer=layer, k=5)
+    emb.compute()
+    reads = ds.reads
+    top = emb.show_top()
+    assert ds.reads - reads <= 5  # thumbnails of the 5 shown, no pass over the set
+    fresh = cw.embedding.top_images(probe, x, layer, emb.channel, k=5)
+    np.testing.assert_array_equal(top.indices, fresh.indices)
+    np.testing.assert_allclose(top.scores, fresh.scores, rtol=1e-5)
+    emb.layer = probe.layers[12].name  # another layer: one pass, through the panel's job slot
+    top = emb.show_top()
+    assert top.layer == probe.layers[12].name and emb.top_controls.state == "done"
+    emb.close()

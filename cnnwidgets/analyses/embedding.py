@@ -39,28 +39,34 @@ def _batches(probe, images, batch_size: int):
         yield batch, n, probe.prepare(batch.images)
 
 
-def features_steps(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> Iterator[Step]:
+def features_steps(probe, images, layers, pool: str = "mean", batch_size: int = 32, also=()) -> Iterator[Step]:
     """Stream pooled features ``{layer: N x C}`` over ``images`` (any image set); yields a Step per minibatch.
 
     The last Step's ``info`` holds ``"labels"`` (the label of each row, ints, or None when the set has none)
-    and ``"indices"`` (each row's position in the set), as seen in this pass."""
+    and ``"indices"`` (each row's position in the set), as seen in this pass, and for each pooling in ``also``
+    (e.g. ``("max",)``) the same features pooled that way, ``info["pooled"][pool][layer]``: one pass gives both the
+    map's features and every channel's top images."""
     targets = [probe.layer(l) for l in ([layers] if isinstance(layers, (str, int)) else layers)]
-    parts: dict[str, list[torch.Tensor]] = {l.name: [] for l in targets}
+    pools = [pool] + [p for p in also if p != pool]
+    for p in pools:
+        _pool(torch.zeros(1, 1, 1, 1), p)  # a clear error for an unknown pooling, before the first forward
+    parts: dict[tuple, list[torch.Tensor]] = {(p, l.name): [] for p in pools for l in targets}
     labels: list[int] | None = []
     indices: list[int] = []
     done = 0
     for batch, n, x in _batches(probe, images, batch_size):
         got = probe.capture(x, [l.name for l in targets])
         for name, t in got.items():
-            parts[name].append(_pool(t.float(), pool).cpu())
+            for p in pools:
+                parts[(p, name)].append(_pool(t.float(), p).cpu())
         labels = None if labels is None or batch.labels is None else labels + list(batch.labels)
         indices += batch.indices
         done += len(batch)
         yield Step(done, n, None)
     if not indices:
         raise ValueError("The image set gave no images.")
-    yield Step(done, done, {k: torch.cat(v).numpy() for k, v in parts.items()},
-               {"labels": labels, "indices": np.asarray(indices)})
+    pooled = {p: {l.name: torch.cat(parts[(p, l.name)]).numpy() for l in targets} for p in pools}
+    yield Step(done, done, pooled[pool], {"labels": labels, "indices": np.asarray(indices), "pooled": pooled})
 
 
 def features(probe, images, layers, pool: str = "mean", batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -117,14 +123,66 @@ class TopImages:
     scores: np.ndarray  #: the channel's activation (``score`` reduction) for each
 
 
+def _check_top(probe, layer, channel, k, score):
+    from ..probe import whole_number
+
+    l = probe.layer(layer)
+    channel = whole_number(channel, "the channel")
+    k = whole_number(k, "k")
+    if l.channels is None or not 0 <= channel < l.channels:
+        raise IndexError(f"Channel {channel} is out of range for {l.name} ({l.channels} channels: 0..{(l.channels or 1) - 1}).")
+    if k < 1:
+        raise ValueError(f"k is how many images to show, at least 1; got {k}.")
+    if score not in ("max", "mean"):
+        raise ValueError(f"score must be 'max' or 'mean', got {score!r}.")
+    return l, channel, k
+
+
+@dataclass
+class EmbeddingResult:
+    """A 2-D map of a layer's pooled features over an image set, and what it was made from."""
+
+    coords: np.ndarray  #: N x 2
+    layer: str
+    method: str  #: "pca" or "tsne"
+    pool: str  #: how each channel's map became one number: "mean" or "max" over space
+    labels: list | None  #: each row's label (int), or None
+    indices: np.ndarray  #: each row's position in the image set
+    pooled: dict  #: {"mean": N x C, "max": N x C}: the layer's features both ways (each channel's top images)
+
+    def top(self, channel: int, k: int = 9, score: str = "max") -> TopImages:
+        """The ``k`` images of the set that excite ``channel`` most, from this pass's features (no forward)."""
+        return top_from_scores(self.layer, channel, self.pooled[score][:, channel], self.indices, k)
+
+
+def top_from_scores(layer: str, channel: int, scores, indices, k: int) -> TopImages:
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return TopImages(layer, channel, np.asarray(indices)[order], scores[order])
+
+
+def embedding_steps(probe, images, layer, method: str = "pca", pool: str = "mean", batch_size: int = 32) -> Iterator[Step]:
+    """The Embedding panel's job: stream the layer's pooled features over ``images`` (a Step per minibatch), then
+    place them in 2-D (``"pca"`` or ``"tsne"``); the last Step's value is an :class:`EmbeddingResult`, which also
+    answers every channel's top images without another pass."""
+    if method not in ("pca", "tsne"):
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+    name = probe.layer(layer).name
+    last = None
+    for last in features_steps(probe, images, name, pool=pool, batch_size=batch_size, also=("mean", "max")):
+        if last.value is None:
+            yield last
+    info = last.info
+    coords = embed(last.value[name], method)
+    pooled = {p: v[name] for p, v in info["pooled"].items()}
+    yield Step(last.step, last.total, EmbeddingResult(coords, name, method, pool, info["labels"], info["indices"], pooled),
+               {"labels": info["labels"], "indices": info["indices"]})
+
+
 def top_images_steps(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> Iterator[Step]:
     """Stream over ``images`` (any image set) keeping the ``k`` that excite ``channel`` of ``layer`` most (by its
     max or mean over space)."""
-    l = probe.layer(layer)
-    if l.channels is None or not 0 <= channel < l.channels:
-        raise IndexError(f"Channel {channel} is out of range for {l.name} ({l.channels} channels: 0..{(l.channels or 1) - 1}).")
-    if score not in ("max", "mean"):
-        raise ValueError(f"score must be 'max' or 'mean', got {score!r}.")
+    l, channel, k = _check_top(probe, layer, channel, k, score)
     all_scores: list[torch.Tensor] = []
     indices: list[int] = []
     for batch, n, x in _batches(probe, images, batch_size):
@@ -135,9 +193,7 @@ def top_images_steps(probe, images, layer, channel: int, k: int = 9, score: str 
         yield Step(len(indices), n, None)
     if not indices:
         raise ValueError("The image set gave no images.")
-    scores = torch.cat(all_scores).numpy()
-    order = np.argsort(-scores, kind="stable")[:k]
-    yield Step(len(indices), len(indices), TopImages(l.name, channel, np.asarray(indices)[order], scores[order]))
+    yield Step(len(indices), len(indices), top_from_scores(l.name, channel, torch.cat(all_scores).numpy(), indices, k))
 
 
 def top_images(probe, images, layer, channel: int, k: int = 9, score: str = "max", batch_size: int = 32) -> TopImages:

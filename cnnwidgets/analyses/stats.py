@@ -149,11 +149,15 @@ class ParameterRow:
 SORT_KEYS = ("order", "name", "size", "mean", "std", "min", "max", "zeros", "absmax")
 
 
-def parameter_table(model: nn.Module) -> list[ParameterRow]:
-    """Statistics of every entry of ``model.state_dict()`` except BatchNorm's ``num_batches_tracked``."""
-    trainable = {n for n, _ in model.named_parameters()}
+def parameter_table(model, trainable=None) -> list[ParameterRow]:
+    """Statistics of every entry of ``model.state_dict()`` (or of a ``{name: tensor}`` mapping, with the names of
+    the ``trainable`` ones) except BatchNorm's ``num_batches_tracked`` and non-float buffers."""
+    if isinstance(model, nn.Module):
+        trainable = {n for n, _ in model.named_parameters()}
+        model = model.state_dict()
+    trainable = set(trainable or ())
     rows = []
-    for i, (name, t) in enumerate(model.state_dict().items()):
+    for i, (name, t) in enumerate(model.items()):
         if name.endswith("num_batches_tracked") or not isinstance(t, torch.Tensor) or not t.is_floating_point():
             continue
         module, _, kind = name.rpartition(".")

@@ -222,12 +222,25 @@ def layer_slider(probe, layers=None, value=None, description: str = "layer") -> 
                              style={"description_width": "initial"})
 
 
-def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
-    """HTML under a layer slider: ``layer 7 of 49: name · type · output 144×56×56`` (the readout is too narrow)."""
+def layer_position(probe, name: str) -> str:
+    """Where a layer is, counted the same way in every panel: ``conv layer 7 of 49``, or for another module the
+    conv layer it comes after (``BatchNorm2d after conv layer 7 of 49``)."""
     layer = probe.layer(name)
-    names = [o[1] for o in slider.options]
-    where = f"layer {names.index(layer.name) + 1} of {len(names)}" if layer.name in names else "layer"
-    return (f"<div style='line-height:1.35;padding:2px 0'><span style='color:#666'>{where}:</span> "
+    convs = probe.layers.names
+    if layer.name in convs:
+        return f"conv layer {convs.index(layer.name) + 1} of {len(convs)}"
+    before = [i for i, l in enumerate(probe.layers) if l.order < layer.order]
+    if not convs:
+        return layer.type
+    if not before:
+        return f"{layer.type} before conv layer 1 of {len(convs)}"
+    return f"{layer.type} after conv layer {before[-1] + 1} of {len(convs)}"
+
+
+def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
+    """HTML under a layer slider: ``conv layer 7 of 49: name · type · output 144×56×56`` (the readout is too narrow)."""
+    layer = probe.layer(name)
+    return (f"<div style='line-height:1.35;padding:2px 0'><span style='color:#666'>{layer_position(probe, name)}:</span> "
             f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}</div>")
 
 

@@ -35,6 +35,19 @@ def short_name(name: str) -> str:
     return ".".join(parts)
 
 
+class GridHeatMap(bq.GridHeatMap):
+    """bqplot's GridHeatMap whose ``selected`` stays an integer array: bqplot reads the front end's
+    ``[[row, col]]`` selection as an object-dtype array, which it then cannot send back, so ``get_state()`` raised
+    and a reload left every widget of the notebook on "Loading widget..."."""
+
+    @T.validate("selected")
+    def _int_selection(self, proposal):
+        v = proposal["value"]
+        if v is not None and np.asarray(v).dtype == object:
+            v = np.asarray(np.asarray(v).tolist(), dtype=np.int64).reshape(-1, 2)
+        return v
+
+
 def _transparent(w: int = 4, h: int = 4) -> bytes:
     from PIL import Image
     import io
@@ -132,7 +145,16 @@ class CKAHeatmap(Panel):
             self.autostart(self.controls)  # a background thread now, or (foreground) once the panel is on screen
 
     # --- computing -----------------------------------------------------------------------------
+    def on_weights_changed(self) -> None:
+        """The model changed since this matrix was computed: say so and dim it until Start computes it again."""
+        if self.result is not None:
+            self.figure_widget.add_class("cnnw-stale")
+            self.summary.value = ("<span style='color:#8a5a00'><b>The model's weights changed since this was computed</b> "
+                                  "(dimmed): press Start to compute it again.</span>")
+
     def _on_start(self) -> None:
+        self.mark_weights()
+        self.figure_widget.remove_class("cnnw-stale")
         self.estimator = self.estimator_picker.value
         self.kernel = self.kernel_picker.value
 
@@ -163,6 +185,7 @@ class CKAHeatmap(Panel):
                                       f"(CKA 0 with all others, 1 with itself): {html.escape(shown)}</span>")
             else:
                 self.summary.value = f"<span style='color:#444'>{html.escape(text)}</span>"
+            self.check_weights()  # trained while it ran: the matrix mixes weights, and says so
 
     @T.observe("layer")
     def _layer_changed(self, change) -> None:
@@ -229,7 +252,7 @@ class CKAHeatmap(Panel):
         else:
             xs, ys = bq.OrdinalScale(), bq.OrdinalScale(reverse=True)  # row 0 at the top, like a matrix
             rl, cl = self._labels(rows, self.probe), self._labels(cols, self.other or self.probe)
-            mark = bq.GridHeatMap(color=m, row=rl, column=cl, scales={"row": ys, "column": xs, "color": self._cs},
+            mark = GridHeatMap(color=m, row=rl, column=cl, scales={"row": ys, "column": xs, "color": self._cs},
                                   stroke="white", null_color="#eeeeee",
                                   anchor_style={"stroke": "#ff2d2d", "stroke-width": "3px"},
                                   tooltip=bq.Tooltip(fields=["row", "column", "color"], labels=["row", "column", "CKA"],
@@ -269,6 +292,7 @@ class CKAHeatmap(Panel):
 
     def select_cell(self, row: int, col: int) -> tuple | None:
         """Select the displayed cell (row, col), as a click does; returns the (row name, column name) pair."""
+        self.check_weights()
         if self._display is None:
             return None
         m, rows, cols = self._display

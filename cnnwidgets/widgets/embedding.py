@@ -13,7 +13,6 @@ from .. import render
 from ..analyses import embedding as E
 from ..images import sample_dataset
 from ..imagesets import class_order, image_set, known_length
-from ..runner import Step
 from ._base import LayerSlider, Message, Panel, RunControls, image_widget, set_image
 
 #: tab10, then tab20's light shades: 20 distinct colours before they repeat
@@ -74,10 +73,12 @@ class Embedding(Panel):
         self.thumbs = Thumbs(probe, self.images)  # what the model sees, for the image views, read when shown
         self.k = k
         self.coords: np.ndarray | None = None
+        self.result: E.EmbeddingResult | None = None  #: the last map, with the layer's features (top images)
         self.top: E.TopImages | None = None
         self.message = Message()
 
-        self.layer_control = LayerSlider(probe, value=layer or probe.layers[len(probe.layers) // 2].name,
+        convs = probe.require_layers("Embedding")
+        self.layer_control = LayerSlider(probe, value=layer or convs[len(convs) // 2].name,
                                          on_move=lambda name: setattr(self, "layer", name))
         self.slider = self.layer_control.slider
         self.method = W.ToggleButtons(options=[("PCA", "pca"), ("t-SNE", "tsne")], value=method, description="map")
@@ -108,7 +109,10 @@ class Embedding(Panel):
         self.top_image = image_widget(width="420px")
         self.top_image.layout.display = "none"
         self.top_caption = W.HTML()
-        self.top_button.on_click(lambda _: self.show_top())
+        self.top_button.on_click(lambda _: self.show_top(wait=False))
+        # a layer the map was not computed for: one pass over the set, with progress and Stop
+        self.top_controls = RunControls(None, self._top_frame, message=self.message, unit="image", start=False,
+                                        pause=False, panel=self, stale=lambda: [self.top_image])
 
         self.channel_picker.observe(lambda ch: setattr(self, "channel", int(ch["new"])), "value")
         self.layer = self.slider.value
@@ -119,7 +123,7 @@ class Embedding(Panel):
             self.slider, self.layer_control.caption, W.HBox([self.method, self.pool]), self.controls, self.message,
             W.HBox([self.fig, W.VBox([self.legend, W.HTML("<hr>"), self.picked_label, self.picked])]),
             W.HTML("<b>Images that excite a channel most</b>"),
-            W.HBox([self.channel_picker, self.top_button]), self.top_caption, self.top_image,
+            W.HBox([self.channel_picker, self.top_button, self.top_controls]), self.top_caption, self.top_image,
         ])
 
     # --- linking -------------------------------------------------------------------------------
@@ -167,19 +171,23 @@ class Embedding(Panel):
 
     # --- the map -------------------------------------------------------------------------------
     def _job(self):
-        layer, method, pool = self.layer, self.method.value, self.pool.value
-        last = None
-        for last in E.features_steps(self.probe, self.images, layer, pool=pool):
-            if last.value is None:
-                yield last
-        feats = last.value[layer]
-        coords = E.embed(feats, method)
-        yield Step(last.step, last.total, coords, {"layer": layer, "method": method, **last.info})
+        self.mark_weights()
+        return E.embedding_steps(self.probe, self.images, self.layer, self.method.value, self.pool.value)
+
+    def on_weights_changed(self) -> None:
+        """Trained since the map was computed: dim it (and the top images), say so; Compute makes it anew."""
+        if self.result is not None:
+            self.result = None  # its features are stale: top images are computed anew
+            self.fig.add_class("cnnw-stale")
+            self.top_image.add_class("cnnw-stale")
+            self.message.warn("The model's weights changed since this map was computed (dimmed): press Compute.")
 
     def _frame(self, item, final):
-        if item.value is None:
+        if not isinstance(item.value, E.EmbeddingResult):
             return
-        self.coords = np.asarray(item.value)
+        self.result = item.value
+        self.fig.remove_class("cnnw-stale")
+        self.coords = np.asarray(item.value.coords)
         self._indices = np.asarray(item.info["indices"])
         ids = item.info["labels"]
         self._label_ids = ids
@@ -187,7 +195,7 @@ class Embedding(Panel):
             names = {int(i): self.images.class_name(l) for i, l in zip(self._indices, ids)}
             self.labels = [names.get(i, "") for i in range(int(self._indices.max()) + 1)]
         self._set_classes(ids)
-        self._draw(item.info["layer"], item.info["method"])
+        self._draw(item.value.layer, item.value.method)
 
     def _rows(self, j: int) -> np.ndarray:
         """Rows of the map (points) in mark ``j``'s class."""
@@ -246,19 +254,38 @@ class Embedding(Panel):
         self.picked_label.value = f"image {i}" + (f" · <b>{html.escape(name)}</b>" if name else "")
 
     # --- top images ----------------------------------------------------------------------------
-    def show_top(self):
-        """Find and show the ``k`` images that excite the selected channel most."""
+    def show_top(self, wait: bool = True):
+        """Find and show the ``k`` images that excite the selected channel most: from the map's features when it was
+        computed for this layer (no forward), else in one pass over the set (with progress and Stop; ``wait``: return
+        when it is done)."""
+        self.check_weights()
+        r = self.result
         try:
-            self.top = E.top_images(self.probe, self.images, self.layer, self.channel, k=self.k)
+            if r is not None and r.layer == self.probe.layer(self.layer).name:
+                self._show_top(r.top(self.channel, self.k))
+                return self.top
+            job = E.top_images_steps(self.probe, self.images, self.layer, self.channel, k=self.k)
         except Exception as e:
             self.message.exception(e)
             return None
+        runner = self.top_controls.run(job, known_length(self.images))
+        if wait:
+            runner.join()
+        return self.top
+
+    def _top_frame(self, item, final) -> None:
+        if isinstance(item.value, E.TopImages):
+            self._show_top(item.value)
+
+    def _show_top(self, top: E.TopImages) -> None:
+        self.top = top
+        self.top_image.remove_class("cnnw-stale")
         tiles = np.stack([render.image_rgb(self.thumbs[i]) for i in self.top.indices])
         set_image(self.top_image, render.mosaic(tiles, cols=min(len(tiles), 5), pad=4))
         self.top_image.layout.display = None
         scores = ", ".join(f"{s:.2f}" for s in self.top.scores)
-        self.top_caption.value = f"{self.layer}, channel {self.channel}: max activation {scores} (best first)"
-        return self.top
+        self.top_caption.value = (f"{html.escape(top.layer)}, channel {top.channel}: max activation {scores} "
+                                  "(best first)")
 
     # --- static --------------------------------------------------------------------------------
     def figure(self, **kwargs):

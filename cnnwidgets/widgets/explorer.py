@@ -58,7 +58,8 @@ class Explorer(Panel):
         self._links: list = []
         self.message = Message()
         self.status = W.HTML()
-        self.layer = probe.layers[len(probe.layers) // 2].name
+        convs = probe.require_layers("The Explorer")
+        self.layer = convs[len(convs) // 2].name
         self.tabs = W.Tab(children=[W.VBox([W.HTML("<i>loading…</i>")]) for _ in names])
         for i, n in enumerate(names):
             self.tabs.set_title(i, n)
@@ -68,6 +69,7 @@ class Explorer(Panel):
             f"{len(probe.layers)} conv layers. The tabs follow one selected layer and channel."
         )
         super().__init__([header, self.status, self.message, self.tabs])
+        self._on_close.append(lambda: [link.unlink() for link in self._links])
         self.tabs.selected_index = 0
         self._on_tab({"new": 0})
 
@@ -80,7 +82,7 @@ class Explorer(Panel):
             grid.selection.value = "<i style='color:#666'>click an image to show it in the other tabs</i>"
             grid.observe(lambda ch: self._show_image(ch["new"]), "image")
             self.panels[name] = grid
-            self.tabs.children = [self.panels.get(n, c) for n, c in zip(self.names, self.tabs.children)]
+            self._place(name)
         if name not in self.panels:
             module, cls_name = PANELS[name]
             cls = getattr(import_module(module), cls_name)
@@ -90,8 +92,18 @@ class Explorer(Panel):
             panel = cls(self.probe, **kwargs)
             self.panels[name] = panel
             self._link(panel)
-            self.tabs.children = [self.panels.get(n, c) for n, c in zip(self.names, self.tabs.children)]
+            self._place(name)
         return self.panels[name]
+
+    def _place(self, name: str) -> None:
+        """Put the built panel in its tab; the "loading…" placeholder it replaces is closed."""
+        i = self.names.index(name)
+        children = list(self.tabs.children)
+        old, children[i] = children[i], self.panels[name]
+        self.tabs.children = children
+        if old is not self.panels[name]:
+            for w in (*old.children, old):
+                w.close()
 
     def _link(self, panel) -> None:
         for trait in LINKED:

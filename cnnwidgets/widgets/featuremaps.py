@@ -67,9 +67,10 @@ class FeatureMaps(Panel):
         self._grid_rgb = None
         self._colorbar_cmap = None
         self._memo: dict[str, np.ndarray] = {}  # this image's activations by layer (views of the Probe's cache)
+        self._memo_version = None  # the weights they were computed with
 
         # --- controls ----------------------------------------------------------------------
-        first = probe.layer(layer).name if layer is not None else probe.layers[0].name
+        first = probe.layer(layer).name if layer is not None else probe.require_layers("FeatureMaps")[0].name
         self.layer_control = LayerSlider(probe, value=first, on_move=lambda name: setattr(self, "layer", name))
         self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
         self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
@@ -128,8 +129,11 @@ class FeatureMaps(Panel):
 
         fixed = dict(flex="0 0 auto")
         pages = W.HBox([self.prev_button, self.next_button, self.page_label], layout=W.Layout(align_items="center"))
+        self.preprocessing = W.HTML(_div(f"<span style='font-size:11px;color:#666'>{html.escape(probe.describe_preprocessing())}"
+                                         "</span>"))
         left = W.VBox([W.HTML("<b>input</b> <span style='color:#666'>(as the model sees it)</span>"), self.input_view,
-                       self.filters_caption, self.filters_view], layout=W.Layout(width="210px", margin="0 8px 0 0", **fixed))
+                       self.preprocessing, self.filters_caption, self.filters_view],
+                      layout=W.Layout(width="210px", margin="0 8px 0 0", **fixed))
         centre = W.VBox([self.header, pages, self.grid_figure, self.units_figure, self.notes],
                         layout=W.Layout(width=f"{GRID_W + 16}px", **fixed))
         bar = W.VBox([self.bar_max, self.colorbar_view, self.bar_min], layout=W.Layout(margin="0 0 0 6px"))
@@ -163,6 +167,7 @@ class FeatureMaps(Panel):
         self.set_trait("layer", first)
         self.cmap = cmap
         self._on_image(self.input.image)
+        self.mark_weights()
 
     # --- public --------------------------------------------------------------------------------
     def set_image(self, image, name: str = "your image") -> None:
@@ -191,6 +196,10 @@ class FeatureMaps(Panel):
         """The current layer's output for the current image (CPU tensor, without the batch dimension)."""
         return self._acts
 
+    def on_weights_changed(self) -> None:
+        """The model was trained or edited since the maps were computed: show the current ones."""
+        self._update(keep_page=True)
+
     # --- observers -----------------------------------------------------------------------------
     @T.validate("layer")
     def _valid_layer(self, proposal):
@@ -204,7 +213,10 @@ class FeatureMaps(Panel):
     @T.validate("channel")
     def _valid_channel(self, proposal):
         n = self._nchannels()
-        return int(min(max(0, proposal["value"]), max(0, n - 1)))
+        c = int(proposal["value"])
+        if not 0 <= c < n:
+            raise T.TraitError(f"Channel {c} is out of range: layer {self.layer!r} has {n} channels (0..{n - 1}).")
+        return c
 
     @T.observe("channel")
     def _channel_changed(self, change):
@@ -330,6 +342,11 @@ class FeatureMaps(Panel):
         self._acts = None
         if self._x is None or not self.layer:
             return False
+        version = self.probe.weights_version()
+        if version != self._memo_version:  # trained or edited since: these activations are stale
+            self._memo, self._memo_version = {}, version
+            self._show_filters()
+            self._weights_seen = version
         if self.layer in self._memo:  # a slider move back to a layer seen for this image: no hashing of the input
             self._acts = self._memo[self.layer]
             return True
@@ -359,7 +376,7 @@ class FeatureMaps(Panel):
             n = int(a.shape[0]) if a is not None and a.ndim >= 1 else 1
             self.channel_picker.max = max(0, n - 1)
             if self.channel > n - 1:
-                self.channel = n - 1
+                self.set_trait("channel", n - 1)
             if not ok:
                 self._plan = None
                 return

@@ -107,9 +107,7 @@ class Histogram(Panel):
         self.param_layers = [l for l in probe.all_layers if stats.module_parameters(l.module)]
         if not self.param_layers:
             raise ValueError(f"{probe.name} has no layers with parameters to show.")
-        self.rows = stats.parameter_table(probe.model)
-        self._by_name = {r.name: r for r in self.rows}
-        self._state = probe.model.state_dict()
+        self._read_parameters()
 
         if layer is not None:
             first = probe.layer(layer).name
@@ -158,7 +156,28 @@ class Histogram(Panel):
         self.layer = first
         self._on_image(self.input.image)
 
+    def _read_parameters(self) -> None:
+        """The table's statistics, from the weights as they are now (recomputed when they change)."""
+        self._state = self.probe.named_tensors()
+        self.rows = stats.parameter_table(self._state, self.probe.parameter_names())
+        self._by_name = {r.name: r for r in self.rows}
+        self.mark_weights()
+
+    def on_weights_changed(self) -> None:
+        """Trained or edited since: the table, the layer's histograms and the selected parameter, anew."""
+        self._read_parameters()
+        self._fill_table()
+        self._show_parameters()
+        self._show_activations()
+        if self.parameter:
+            self.selected.show(self.parameter, self._values(self.parameter), self.bins, "selected")
+
     # --- public --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Show the weights as they are now (any interaction does this too when the weights changed)."""
+        if not self.check_weights():
+            self.on_weights_changed()
+
     def sort(self, key: str) -> None:
         """Sort the table by ``key``; the same key again flips the direction (as a header click does)."""
         if key == "shape":
@@ -204,6 +223,7 @@ class Histogram(Panel):
 
     @T.observe("layer")
     def _layer_changed(self, change) -> None:
+        self.check_weights()
         self.layer_control.show(change["new"])
         self._show_parameters()
         self._show_activations()
@@ -218,6 +238,7 @@ class Histogram(Panel):
             self.table.value = name
         if not name:
             return
+        self.check_weights()
         self.selected.show(name, self._values(name), self.bins, "selected")
         module = self._by_name[name].module
         if module and module != self.layer and module in self.probe.all_layers:
@@ -225,7 +246,8 @@ class Histogram(Panel):
 
     @T.observe("sort_by", "descending")
     def _sort_changed(self, change) -> None:
-        self._fill_table()
+        if not self.check_weights():
+            self._fill_table()
 
     def _on_row(self, change) -> None:
         if change["new"]:
@@ -243,14 +265,10 @@ class Histogram(Panel):
     # --- drawing -------------------------------------------------------------------------------
     def _values(self, name: str):
         t = self._state.get(name)
-        if t is None:
-            t = dict(self.probe.model.state_dict()).get(name)
         return None if t is None else stats._np(t.detach().float())
 
     def _show_parameters(self) -> None:
-        module = self.probe.layer(self.layer).module
-        params = stats.module_parameters(module)
-        w, b = params.get("weight"), params.get("bias")
+        w, b = self._state.get(f"{self.layer}.weight"), self._state.get(f"{self.layer}.bias")
         self.weights.show(f"{self.layer}.weight" if w is not None else "this layer has no weights",
                           None if w is None else stats._np(w.detach().float()), self.bins, "weights")
         self.bias.show(f"{self.layer}.bias" if b is not None else "this layer has no bias (bias=False)",
