@@ -13,7 +13,7 @@ SUDO   := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo))
 PORT   ?= 8888
 WORK   := my-notebooks
 
-.PHONY: demo test install install-demo install-dev chromium clean
+.PHONY: demo test install install-demo install-dev install-colab test-colab chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,38 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-demo: $(VENV)/.installed-demo
 install-dev: $(VENV)/.installed-dev
+
+# --- The Colab-like environment: $(COLAB_VENV) -------------------------------------------------------------------
+# Colab's widget stack in its own venv, for the tests marked `colab` (they create it on demand: `make install-colab`,
+# stamped, so it installs once; about 1.5 minutes with pip's cache warm, torch from this machine's disk).
+# Colab ships ipywidgets 7.7.1 and bqplot 0.12.47 with IPython 7.34, ipykernel 6.x (it has do_one_iteration, which
+# jupyter-ui-poll needs), jupyter_client 6.1.12, traitlets 5.7.1, tornado 6.4, pandas 2.2, numpy 2.0. Its front end is
+# its own; here the classic Notebook 6.5 serves ipywidgets 7's and bqplot 0.12's nbextensions (widgetsnbextension
+# 3.6.1 is the one released with ipywidgets 7.7.1). This set resolves with pip and passes `pip check`.
+# bqplot 0.12.47 imports six without declaring it (Colab has it); pandas 3 is newer than bqplot 0.12.
+# cnnwidgets goes in editable (-e .) with the project's own dependencies; this list adds to them, never changes them.
+COLAB_VENV ?= .venv-colab
+COLAB_PY   := $(COLAB_VENV)/bin/python
+COLAB_PKGS := ipywidgets==7.7.1 widgetsnbextension==3.6.1 bqplot==0.12.47 notebook==6.5.7 ipykernel==6.17.1 \
+              ipython==7.34.0 jupyter-client==6.1.12 traitlets==5.7.1 tornado==6.4.2 pandas==2.2.2 numpy==2.0.2 six \
+              jupyter-ui-poll pytest
+
+$(COLAB_PY):
+	$(PYTHON) -m venv $(COLAB_VENV)
+
+$(COLAB_VENV)/.installed: pyproject.toml Makefile | $(COLAB_PY)
+	@echo "Installing the Colab-like environment into $(COLAB_VENV) (ipywidgets 7.7.1, bqplot 0.12.47, Notebook 6; first time: a minute or two)..."
+	@$(COLAB_PY) -m pip install -q --disable-pip-version-check $(TORCH) $(COLAB_PKGS) -e . > $(COLAB_VENV)/pip.log 2>&1 \
+	  || { cat $(COLAB_VENV)/pip.log; exit 1; }
+	@$(COLAB_PY) -m pip check >> $(COLAB_VENV)/pip.log 2>&1 || { cat $(COLAB_VENV)/pip.log; exit 1; }
+	@touch $@
+
+install-colab: $(COLAB_VENV)/.installed
+
+# The unit tests that construct panels, run with ipywidgets 7.7.1 / bqplot 0.12.47 (tests/test_colab_unit.py runs this).
+COLAB_UNIT_TESTS ?= tests/test_colab_widgets.py
+test-colab: install-colab
+	$(COLAB_PY) -m pytest -p no:cacheprovider $(COLAB_UNIT_TESTS) $(PYTEST_ARGS)
 
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \

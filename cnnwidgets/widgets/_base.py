@@ -296,25 +296,30 @@ class LayerSlider:
 
 
 def uploaded_files(upload: W.FileUpload) -> list[tuple[str, bytes]]:
-    """(name, content) of a FileUpload's files under ipywidgets 7 (dict) and 8 (tuple)."""
+    """(name, content) of a FileUpload's files under ipywidgets 7 (``value``: a dict name -> {metadata, content})
+    and 8 (``value``: a tuple of dicts with name and content)."""
     v = upload.value
-    out = []
     if isinstance(v, dict):  # ipywidgets 7
-        for name, f in v.items():
-            out.append((name, bytes(f["content"])))
-    else:
-        for f in v:
-            out.append((f.get("name", "upload"), bytes(f["content"])))
-    return out
+        return [(name, bytes(f["content"])) for name, f in v.items()]
+    return [(f.get("name", "upload"), bytes(f["content"])) for f in v]
 
 
 def clear_upload(upload: W.FileUpload) -> None:
-    try:
-        upload.value = () if IPYW8 else {}
-        if not IPYW8:
-            upload._counter = 0
-    except Exception:
-        pass
+    """Forget a FileUpload's files once they are read, so that the same file uploaded again changes ``value``
+    (observers see it) and the bytes are not kept twice.
+
+    ipywidgets 8: ``value`` is an ordinary synced tuple. ipywidgets 7 (Colab's 7.7.1): ``value`` is read-only and
+    computed in the kernel from ``metadata`` and ``data`` each time the front end bumps ``_counter``; an upload of
+    the same file gives an equal dict, hence no change, unless ``value`` was emptied meanwhile (``set_trait`` sets
+    a read-only trait; ``_counter`` is left alone: the front end counts on from its own copy, and setting it here
+    would rebuild ``value`` from the old files)."""
+    if isinstance(upload.value, dict):  # ipywidgets 7
+        with upload.hold_trait_notifications():
+            upload.metadata = []
+            upload.data = []
+        upload.set_trait("value", {})
+    else:
+        upload.value = ()
 
 
 def _plural(n: int, word: str) -> str:
