@@ -1,34 +1,23 @@
-"""FeatureMaps: every channel of one layer for one image, a layer slider, a channel picker and a large view."""
+"""FeatureMaps: every channel of one layer for one image, a layer slider, a channel picker and a large view.
+
+The panel holds the state (layer, channel, image, order, page) and wires the controls; what it shows is drawn by
+the views in :mod:`.views` (grid, bars, large view, filters) and, statically, by :mod:`.figure`.
+"""
 from __future__ import annotations
 
 import html
 
-import bqplot as bq
 import ipywidgets as W
 import numpy as np
 import traitlets as T
 
-from .. import render
-from ..analyses import stats
-from ._base import LayerSlider, Message, Panel, image_widget, set_image
-from ._controls import ImageInput
-
-CMAPS = ["viridis", "gray", "magma", "inferno", "twilight", "jet", "RdBu_r"]
-GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
-BIG = 240  # the large view's size (px); the browser scales it up (pixelated), Python only up to BIG_PX
-BIG_PX = 64
-_CSS = "<style>img.cnnw-big{image-rendering:pixelated;image-rendering:crisp-edges;}</style>"
-PAD = 215  # gray level of the gaps between tiles
-
-
-def _div(text: str) -> str:
-    """HTML with normal line spacing (ipywidgets' HTML uses the 28px widget line height)."""
-    return f"<div style='line-height:1.35;padding:2px 0'>{text}</div>"
-
-
-def _fmt(v: float) -> str:
-    return "nan" if v != v else f"{v:.4g}"
-
+from ... import render
+from ...analyses import stats
+from .._base import LayerSlider, Message, Panel, image_widget, set_image
+from .._controls import ImageInput
+from .figure import static_figure
+from .controls import Options
+from .views import GRID_W, PAD, DetailView, FiltersView, GridView, UnitsView, div, fmt, grid_notes
 
 class FeatureMaps(Panel):
     """All channels of a layer for one image, like seed 000's mosaics, live.
@@ -64,8 +53,6 @@ class FeatureMaps(Panel):
         self._plan = None
         self._range = (0.0, 0.0)
         self._nonfinite = (0, 0, 0)
-        self._grid_rgb = None
-        self._colorbar_cmap = None
         self._memo: dict[str, np.ndarray] = {}  # this image's activations by layer (views of the Probe's cache)
         self._memo_version = None  # the weights they were computed with
 
@@ -73,84 +60,44 @@ class FeatureMaps(Panel):
         first = probe.layer(layer).name if layer is not None else probe.require_layers("FeatureMaps")[0].name
         self.layer_control = LayerSlider(probe, value=first, on_move=lambda name: setattr(self, "layer", name))
         self.slider, self.layer_label = self.layer_control.slider, self.layer_control.caption
-        self.channel_picker = W.BoundedIntText(value=0, min=0, max=max(0, probe.layer(first).shape[0] - 1),
-                                               description="channel", layout=W.Layout(width="150px"),
-                                               style={"description_width": "55px"})
-        self.cmap_picker = W.Dropdown(options=CMAPS if cmap in CMAPS else [cmap, *CMAPS], value=cmap,
-                                      description="colormap", layout=W.Layout(width="190px"),
-                                      style={"description_width": "65px"})
-        self.norm_picker = W.ToggleButtons(options=[("per channel", "channel"), ("per layer", "layer")],
-                                           value="channel", tooltips=["each map scaled to its own min..max",
-                                                                      "all maps share the layer's min..max"],
-                                           style={"button_width": "105px"})
-        self.order_picker = W.Dropdown(options=[("by index", "index"), ("by mean activation", "mean")], value="index",
-                                       description="order", layout=W.Layout(width="220px"),
-                                       style={"description_width": "45px"})
-        self.dead_box = W.Checkbox(value=False, description="hide dead channels (all zero)", indent=False,
-                                   layout=W.Layout(width="220px"))
+        self.options = Options(probe.layer(first).shape[0], cmap)
+        o = self.options
+        self.channel_picker, self.cmap_picker, self.norm_picker = o.channel, o.cmap, o.norm
+        self.order_picker, self.dead_box = o.order, o.dead
         self.input = ImageInput(probe, image, self.message)
-        self.prev_button = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
-        self.next_button = W.Button(description="next ▶", layout=W.Layout(width="80px"))
-        self.page_label = W.HTML()
+        self.prev_button, self.next_button, self.page_label = o.prev, o.next, o.page_label
 
         # --- views -------------------------------------------------------------------------
         self.header = W.HTML()
         self.notes = W.HTML()
         self.input_view = image_widget(width="200px")
-        self.filters_view = image_widget(width="200px")
-        self.filters_caption = W.HTML()
-        self._xs = bq.LinearScale(min=0.0, max=1.0)
-        self._ys = bq.LinearScale(min=0.0, max=1.0)
-        self.grid_mark = bq.Image(image=W.Image(format="png"), scales={"x": self._xs, "y": self._ys}, x=[0, 1], y=[0, 1])
-        self.grid_mark.on_element_click(self._on_grid_click)
-        self._sel = bq.Lines(x=[0], y=[0], scales={"x": self._xs, "y": self._ys}, colors=["#ff2d2d"], stroke_width=2.5,
-                             visible=False)
-        self.grid_figure = bq.Figure(marks=[self.grid_mark, self._sel], axes=[], padding_x=0, padding_y=0,
-                                     fig_margin=dict(top=2, bottom=2, left=2, right=2),
-                                     layout=W.Layout(width=f"{GRID_W}px", height=f"{GRID_H}px"))
-        # one bar per unit, for layers whose output is a vector (Linear)
-        self._ux, self._uy = bq.LinearScale(), bq.LinearScale()
-        self.units_mark = bq.Bars(x=[0], y=[0], scales={"x": self._ux, "y": self._uy}, padding=0.0, colors=["#3b6ea8"])
-        self.units_mark.on_element_click(lambda m, c: setattr(self, "channel", int(c["data"]["index"])))
-        self.units_figure = bq.Figure(marks=[self.units_mark], padding_y=0.02,
-                                      axes=[bq.Axis(scale=self._ux, label="unit"),
-                                            bq.Axis(scale=self._uy, orientation="vertical", label="activation",
-                                                    tick_format=".3g")],
-                                      fig_margin=dict(top=20, bottom=45, left=60, right=24),
-                                      layout=W.Layout(width=f"{GRID_W}px", height="320px", display="none"))
-        for fig in (self.grid_figure, self.units_figure):
-            if fig.has_trait("display_toolbar"):  # bqplot >= 0.13: no pan/zoom buttons over the tiles
-                fig.display_toolbar = False
-        self.big_title = W.HTML()
-        self.big_view = image_widget(width=f"{BIG}px")
-        self.bar_max, self.bar_min = W.HTML(), W.HTML()
-        self.colorbar_view = image_widget(width="14px")
-        self.colorbar_view.layout.height = f"{BIG - 40}px"
+        self.grid_view = GridView(self._on_grid_click)
+        self.units_view = UnitsView(lambda unit: setattr(self, "channel", unit))
+        self.detail = DetailView()
+        self.filters = FiltersView()
+        # the views' widgets, by the names scripts and tests use
+        self.grid_mark, self.grid_figure, self._sel = self.grid_view.mark, self.grid_view.figure, self.grid_view.outline_mark
+        self.units_mark, self.units_figure = self.units_view.mark, self.units_view.figure
+        self.big_view, self.big_title, self.big_box = self.detail.image, self.detail.title, self.detail.box
+        self.filters_view, self.filters_caption = self.filters.image, self.filters.caption
 
         fixed = dict(flex="0 0 auto")
-        pages = W.HBox([self.prev_button, self.next_button, self.page_label], layout=W.Layout(align_items="center"))
-        self.preprocessing = W.HTML(_div(f"<span style='font-size:11px;color:#666'>{html.escape(probe.describe_preprocessing())}"
-                                         "</span>"))
+        self.preprocessing = W.HTML(div(f"<span style='font-size:11px;color:#666'>{html.escape(probe.describe_preprocessing())}"
+                                        "</span>"))
         left = W.VBox([W.HTML("<b>input</b> <span style='color:#666'>(as the model sees it)</span>"), self.input_view,
                        self.preprocessing, self.filters_caption, self.filters_view],
                       layout=W.Layout(width="210px", margin="0 8px 0 0", **fixed))
-        centre = W.VBox([self.header, pages, self.grid_figure, self.units_figure, self.notes],
+        centre = W.VBox([self.header, o.pages, self.grid_figure, self.units_figure, self.notes],
                         layout=W.Layout(width=f"{GRID_W + 16}px", **fixed))
-        bar = W.VBox([self.bar_max, self.colorbar_view, self.bar_min], layout=W.Layout(margin="0 0 0 6px"))
-        right = W.VBox([self.big_title, W.HBox([self.big_view, bar])],
-                       layout=W.Layout(width=f"{BIG + 80}px", margin="0 0 0 8px", **fixed))
-        self.big_box = right
         for w, cls in ((self, "cnnw-featuremaps"), (self.slider, "cnnw-layer-slider"), (self.grid_figure, "cnnw-grid"),
-                       (self.big_view, "cnnw-big"), (self.layer_label, "cnnw-layer-label"), (self.units_figure, "cnnw-units"), (self.input_view, "cnnw-input")):
+                       (self.layer_label, "cnnw-layer-label"), (self.units_figure, "cnnw-units"), (self.input_view, "cnnw-input")):
             w.add_class(cls)
-        options = W.HBox([self.channel_picker, self.cmap_picker, self.norm_picker, self.order_picker, self.dead_box],
-                         layout=W.Layout(flex_flow="row wrap"))
         super().__init__([
-            W.HTML(_CSS + "<b>Feature maps</b> — every channel of the chosen layer for one input image. "
+            W.HTML(DetailView.CSS + "<b>Feature maps</b> — every channel of the chosen layer for one input image. "
                    "<span style='color:#666'>Move the slider to change layer; click a tile (or type a channel) "
                    "for a large view.</span>"),
-            self.slider, self.layer_label, self.input, options, self.message,
-            W.HBox([left, centre, right], layout=W.Layout(flex_flow="row wrap")),
+            self.slider, self.layer_label, self.input, o.box, self.message,
+            W.HBox([left, centre, self.big_box], layout=W.Layout(flex_flow="row wrap")),
         ])
 
         # --- wiring ------------------------------------------------------------------------
@@ -181,6 +128,11 @@ class FeatureMaps(Panel):
     def grid_image(self) -> W.Image:
         """The ``ipywidgets.Image`` holding the grid PNG the panel shows (current page)."""
         return self.grid_mark.image
+
+    @property
+    def _grid_rgb(self) -> np.ndarray | None:
+        """The pixels of the grid PNG shown (None when no grid is)."""
+        return self.grid_view.rgb
 
     @property
     def visible_channels(self) -> np.ndarray:
@@ -428,53 +380,26 @@ class FeatureMaps(Panel):
             self._render_units(layer)
             return
         plan = self._plan
-        notes = []
-        if self._ndead:
-            notes.append(f"<b>{self._ndead} dead channel{'s' * (self._ndead != 1)} hidden</b> (all zero for this image)")
-        elif not self.hide_dead:
-            nd = int(stats.dead_channels(self._acts).sum())
-            if nd:
-                notes.append(f"{nd} dead channel{'s' * (nd != 1)} (all zero, drawn in the lowest colour)")
-        nan, pinf, ninf = self._nonfinite
-        if nan or pinf or ninf:
-            notes.append(f"<span style='color:#b00020'>non-finite values: {nan} NaN (magenta), {pinf} +inf (white), "
-                         f"{ninf} −inf (black)</span>")
-        if plan.scale > 1:
-            notes.append(f"tiles shown at 1/{plan.scale} resolution ({plan.h}×{plan.w} → "
-                         f"{plan.tile_hw[0]}×{plan.tile_hw[1]}); the large view is full size")
+        notes = grid_notes(self._acts, self._ndead, self.hide_dead, self._nonfinite, plan)
         order = "by mean activation (highest first)" if self.order == "mean" else "by index"
         norm = "each map scaled to its own range" if self.norm == "channel" else \
-            f"all maps share the layer's range [{_fmt(self._range[0])}, {_fmt(self._range[1])}]"
-        self.header.value = _div(f"<b>{plan.label(self.page)}</b> <span style='color:#666'>({order}; {norm})</span>")
+            f"all maps share the layer's range [{fmt(self._range[0])}, {fmt(self._range[1])}]"
+        self.header.value = div(f"<b>{plan.label(self.page)}</b> <span style='color:#666'>({order}; {norm})</span>")
         self.page_label.value = f"&nbsp;page {self.page + 1} of {plan.pages}"
         pager = plan.pages > 1
         for b in (self.prev_button, self.next_button, self.page_label):
             b.layout.display = None if pager else "none"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= plan.pages - 1
-        self.notes.value = _div("<br>".join(notes))
+        self.notes.value = div("<br>".join(notes))
         if plan.n == 0:
-            self._grid_rgb = None
+            self.grid_view.rgb = None
             self._show(grid=False, units=False)
-            self.notes.value = _div("<br>".join(notes + ["every channel is dead for this image: nothing to show"]))
+            self.notes.value = div("<br>".join(notes + ["every channel is dead for this image: nothing to show"]))
             return
         _, tiles = self.page_tiles()
         # light-gray gaps, so that white (+inf) or pale tiles keep their edges
-        rgb = render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad, pad_value=PAD)
-        self._grid_rgb = rgb
-        old = self.grid_mark.image
-        # bqplot redraws an Image mark when its image widget is replaced, not when its value changes
-        self.grid_mark.image = W.Image(value=render.encode(rgb, "png"), format="png")
-        if old is not None:
-            old.close()
-        h, w = rgb.shape[:2]
-        s = min(GRID_W / w, GRID_H / h, 12.0)
-        with self.grid_figure.hold_sync():
-            self._xs.min, self._xs.max = 0.0, float(w)
-            self._ys.min, self._ys.max = 0.0, float(h)
-            self.grid_mark.x, self.grid_mark.y = [0.0, float(w)], [0.0, float(h)]
-            self.grid_figure.layout.width = f"{round(w * s) + 4}px"
-            self.grid_figure.layout.height = f"{round(h * s) + 4}px"
+        self.grid_view.draw(render.mosaic(render.colorize(tiles, self.cmap), plan.cols(self.page), pad=plan.pad, pad_value=PAD))
         self._show(grid=True, units=False)
 
     def _render_units(self, layer) -> None:
@@ -486,11 +411,8 @@ class FeatureMaps(Panel):
             self._show(grid=False, units=False)
             return
         v = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-        with self.units_figure.hold_sync():
-            self.units_mark.x = np.arange(len(v))
-            self.units_mark.y = v
-            self.units_mark.selected = [int(self.channel)] if 0 <= self.channel < len(v) else None
-        self.header.value = _div(f"<b>{html.escape(layer.label)}</b><br>This {layer.type} layer gives a vector of "
+        self.units_view.draw(v, int(self.channel))
+        self.header.value = div(f"<b>{html.escape(layer.label)}</b><br>This {layer.type} layer gives a vector of "
                              f"{len(v)} units, not feature maps: one bar per unit (click a bar to select it).")
         nan, pinf, ninf = self._nonfinite
         self.notes.value = (f"<span style='color:#b00020'>non-finite values drawn as 0: {nan} NaN, {pinf} +inf, "
@@ -504,7 +426,7 @@ class FeatureMaps(Panel):
         self.units_figure.layout.display = None if units else "none"
         self.big_box.layout.display = None if grid else "none"
         if not grid:
-            self._sel.visible = False
+            self.grid_view.hide_outline()
 
     def channel_unit(self) -> np.ndarray:
         """The selected channel as the large view draws it: values scaled to [0, 1] (NaN/inf kept)."""
@@ -516,109 +438,28 @@ class FeatureMaps(Panel):
     def _render_selection(self) -> None:
         if self._busy or not self._is_maps():
             if self._acts is not None and not self._is_maps() and not self._busy:
-                self.units_mark.selected = [int(self.channel)] if self.channel < self._acts.size else None
+                self.units_view.select(int(self.channel))
             return
         c = int(self.channel)
         m = self._acts[c]
         s = stats.describe(m)
         lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
-        unit = self.channel_unit()
-        set_image(self.big_view, render.upscale(render.colorize(unit, self.cmap), BIG_PX))
-        if self._colorbar_cmap != self.cmap:
-            set_image(self.colorbar_view, render.colorbar(self.cmap, 216, 14))
-            self._colorbar_cmap = self.cmap
-        self.bar_max.value = f"<span style='font-size:11px'>{_fmt(hi)}</span>"
-        self.bar_min.value = f"<span style='font-size:11px'>{_fmt(lo)}</span>"
-        extra = ""
-        if not s.finite:
-            extra = (f"<br><span style='color:#b00020'>{s.nan} NaN (magenta), "
-                     f"{s.inf} ±inf (white/black)</span>")
-        dead = " — <b>dead</b> (all zero)" if s.max == 0 and s.min == 0 else ""
-        self.big_title.value = _div(f"<b>channel {c}</b> of {self._acts.shape[0]}{dead}<br>"
-                                f"<span style='font-size:12px'>{m.shape[0]}×{m.shape[1]} map; values "
-                                f"{_fmt(s.min)} … {_fmt(s.max)}, mean {_fmt(s.mean)}; "
-                                f"colours span [{_fmt(lo)}, {_fmt(hi)}]</span>{extra}")
+        self.detail.show(c, m, self.channel_unit(), self.cmap, lo, hi, self._acts.shape[0])
         # outline the selected tile, if it is on this page
         plan = self._plan
         pos = np.flatnonzero(self._visible == c)
         if plan is None or not pos.size or plan.page_of(int(pos[0])) != self.page or self._grid_rgb is None:
-            self._sel.visible = False
+            self.grid_view.hide_outline()
             return
         i = int(pos[0]) - plan.page(self.page).start
         th, tw = plan.tile_hw
         y0, x0 = render.tile_origin(i, plan.cols(self.page), th, tw, plan.pad)
-        H = self._grid_rgb.shape[0]
-        x1, yt, yb = x0 + tw, H - y0, H - y0 - th
-        with self._sel.hold_sync():
-            self._sel.x = [x0 - 0.5, x1 + 0.5, x1 + 0.5, x0 - 0.5, x0 - 0.5]
-            self._sel.y = [yb - 0.5, yb - 0.5, yt + 0.5, yt + 0.5, yb - 0.5]
-            self._sel.visible = True
+        self.grid_view.outline(y0, x0, th, tw)
 
     def _show_filters(self) -> None:
-        first = self.probe.layers[0] if len(self.probe.layers) else None
-        w = getattr(first.module, "weight", None) if first is not None else None
-        if w is None or w.ndim != 4:
-            self.filters_caption.value = ""
-            self.filters_view.layout.display = "none"
-            return
-        tiles = stats.filter_images(w)
-        k = max(1, 24 // max(tiles.shape[1:3]))
-        tiles = np.repeat(np.repeat((tiles * 255).round().astype(np.uint8), k, axis=1), k, axis=2)
-        cols = min(8, len(tiles))
-        set_image(self.filters_view, render.mosaic(tiles, cols, pad=2))
-        rgb = "RGB" if w.shape[1] == 3 else f"mean of {w.shape[1]} input channel(s), gray"
-        self.filters_caption.value = _div(f"<b>first conv layer's filters</b><br><span style='font-size:11px;color:#666'>"
-                                      f"{html.escape(first.name)}: {w.shape[0]} filters "
-                                      f"{w.shape[2]}×{w.shape[3]} ({rgb}), each scaled to its own range</span>")
+        self.filters.show(self.probe)
 
     # --- static --------------------------------------------------------------------------------
     def figure(self, **kwargs):
         """A matplotlib figure of the input, the current page of the grid and the large view."""
-        import matplotlib.pyplot as plt
-
-        layer = self.probe.layer(self.layer)
-        if self._acts is None:
-            fig, ax = plt.subplots(figsize=(6, 2))
-            ax.axis("off")
-            ax.text(0.5, 0.5, f"{layer.label}\n(nothing to show: {self.message.value or 'no activations'})",
-                    ha="center", va="center")
-            return fig
-        inp = render.decode(self.input_view.value) if self.input_view.value else None
-        if not self._is_maps():
-            fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 3]})
-            if inp is not None:
-                a0.imshow(inp)
-            a0.set_title("input")
-            a0.axis("off")
-            v = np.asarray(self._acts).reshape(-1)
-            a1.bar(np.arange(len(v)), v, width=1.0, color="#3b6ea8")
-            a1.set_xlabel("unit")
-            a1.set_ylabel("activation")
-            a1.set_title(layer.label)
-            fig.tight_layout()
-            return fig
-        fig = plt.figure(figsize=(15, 5.2))
-        gs = fig.add_gridspec(1, 3, width_ratios=[1, 2.4, 1.4], wspace=0.08)
-        a0 = fig.add_subplot(gs[0])
-        if inp is not None:
-            a0.imshow(inp)
-        a0.set_title("input")
-        a0.axis("off")
-        a1 = fig.add_subplot(gs[1])
-        if self._grid_rgb is not None:
-            a1.imshow(self._grid_rgb, interpolation="nearest")
-        a1.set_title(f"{layer.label}\n{self._plan.label(self.page)}"
-                     + (f", {self._ndead} dead hidden" if self._ndead else ""), fontsize=10)
-        a1.axis("off")
-        a2 = fig.add_subplot(gs[2])
-        c = int(self.channel)
-        m = self._acts[c]
-        s = stats.describe(m)
-        lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
-        cm = plt.get_cmap(self.cmap).with_extremes(bad="magenta")
-        im = a2.imshow(np.ma.masked_invalid(m), cmap=cm, vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
-                       interpolation="nearest")
-        a2.set_title(f"channel {c}: {_fmt(s.min)} … {_fmt(s.max)}", fontsize=10)
-        a2.axis("off")
-        fig.colorbar(im, ax=a2, fraction=0.046, pad=0.03)
-        return fig
+        return static_figure(self)
