@@ -129,14 +129,18 @@ class Panel(W.VBox):
             except Exception:  # closing must not fail half way
                 traceback.print_exc()
         self._on_close = []
-        for w in reachable_widgets(self):
-            if w is self:
-                continue
-            if isinstance(w, Panel):
-                w.close()
-            else:
-                w.close()
+        dispose(*[w for w in reachable_widgets(self) if w is not self])
         super().close()
+
+
+def dispose(*widgets) -> None:
+    """Close widgets that are being replaced, with everything they hold (their layout and style, the children of a
+    box): ``Widget.close()`` alone leaves those in ipywidgets' registry for good."""
+    for root in widgets:
+        if root is None:
+            continue
+        for w in reachable_widgets(root):
+            w.close()  # a panel among them stops its jobs too
 
 
 def reachable_widgets(root) -> list:

@@ -7,7 +7,7 @@ import ipywidgets as W
 import traitlets as T
 
 from ..imagesets import image_set
-from ._base import Message, Panel
+from ._base import Message, Panel, dispose
 from .imagegrid import ImageGrid
 
 #: tab title -> (module, class); built when the tab is first opened, so the Explorer starts fast
@@ -102,8 +102,7 @@ class Explorer(Panel):
         old, children[i] = children[i], self.panels[name]
         self.tabs.children = children
         if old is not self.panels[name]:
-            for w in (*old.children, old):
-                w.close()
+            dispose(old)
 
     def _link(self, panel) -> None:
         for trait in LINKED:

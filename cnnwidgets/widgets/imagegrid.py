@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .. import render
 from ..images import to_tensor
 from ..imagesets import image_set, known_length
-from ._base import Message, Panel
+from ._base import Message, Panel, dispose
 
 GAP = 6  # pixels between tiles
 CAPTION = 20  # height of the caption band under each tile
@@ -214,8 +214,7 @@ class ImageGrid(Panel):
         self._page_rgb, self._page_n = rgb, n
         old = self.grid_mark.image
         self.grid_mark.image = W.Image(value=render.encode(rgb, "png"), format="png")  # a new widget: bqplot redraws
-        if old is not None:
-            old.close()
+        dispose(old)
         h, w = rgb.shape[:2]
         with self.grid_figure.hold_sync():
             self._xs.min, self._xs.max = 0.0, float(w)

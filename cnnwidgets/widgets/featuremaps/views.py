@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import render
 from ...analyses import stats
-from .._base import image_widget, set_image
+from .._base import dispose, image_widget, set_image
 
 GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
 BIG = 240  # the large view's size (px); the browser scales it up (pixelated), Python only up to BIG_PX
@@ -73,8 +73,7 @@ class GridView:
         old = self.mark.image
         # bqplot redraws an Image mark when its image widget is replaced, not when its value changes
         self.mark.image = W.Image(value=render.encode(rgb, "png"), format="png")
-        if old is not None:
-            old.close()
+        dispose(old)
         h, w = rgb.shape[:2]
         s = min(GRID_W / w, GRID_H / h, 12.0)
         with self.figure.hold_sync():
