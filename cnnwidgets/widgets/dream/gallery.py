@@ -8,7 +8,7 @@ import ipywidgets as W
 import numpy as np
 
 from ... import render
-from .._base import reachable_widgets
+from .._base import dispose
 from .canvas import MIN_SHOWN
 
 GALLERY_MAX = 12
@@ -24,12 +24,6 @@ class Item:
     caption: str
     weights: str | None = None
     outdated: bool = False
-
-
-def close_tree(widget: W.Widget) -> None:
-    """Close ``widget`` and every widget it holds (children, layouts, styles), so none stays in ipywidgets' registry."""
-    for w in reachable_widgets(widget):
-        w.close()
 
 
 class Gallery(W.VBox):
@@ -55,15 +49,14 @@ class Gallery(W.VBox):
         self._tiles.append(self._tile(self.items[-1]))
         while len(self.items) > GALLERY_MAX:
             self.items.pop(0)
-            close_tree(self._tiles.pop(0))
+            dispose(self._tiles.pop(0))
         self.box.children = tuple(self._tiles)
 
     def clear(self) -> None:
         self.items = []
         old, self._tiles = self._tiles, []
         self.box.children = ()
-        for t in old:
-            close_tree(t)
+        dispose(*old)
 
     def mark_outdated(self, weights: str) -> int:
         """Label each image made with other weights than ``weights`` (the model's now); returns how many are outdated."""

@@ -6,7 +6,7 @@ import ipywidgets as W
 import numpy as np
 
 from ... import render
-from .gallery import close_tree
+from .._base import dispose
 
 
 def _image(rgb: np.ndarray) -> W.Image:
@@ -51,8 +51,7 @@ class NeuronPicker:
         """Show ``rgb`` under the marker (the image widget it replaces is closed)."""
         old = self.image.image
         self.image.image = _image(rgb)
-        if old is not None:
-            close_tree(old)
+        dispose(old)
 
     def _clicked(self, mark, event) -> None:
         data = event.get("data", {})
