@@ -104,9 +104,14 @@ def test_smoothgrad_batched_equals_loop(probe, image):
     assert not np.allclose(batched.raw, A.attribute(probe, image, "smoothgrad", samples=6, noise=0.1, seed=4).raw)
 
 
-def test_smoothgrad_yields_progress(probe, image):
+def test_smoothgrad_yields_partial_maps(probe, image):
     steps = list(A.attribute_steps(probe, image, "smoothgrad", samples=4, batch_size=2))
-    assert [s.step for s in steps[:-1]] == [2] and steps[-1].value.method == "smoothgrad"
+    done = [s.step for s in steps]
+    assert done == sorted(done) and done[0] == 1 and done[-1] == 4 and {s.total for s in steps} == {4}
+    assert all(b - a <= 2 for a, b in zip(done, done[1:]))  # chunks of at most batch_size samples
+    assert all(s.value is not None and s.value.done == s.step for s in steps)
+    assert steps[0].value.partial and not steps[-1].value.partial and steps[-1].value.method == "smoothgrad"
+    assert steps[0].info["status"] == "SmoothGrad: 1 / 4 samples"
 
 
 @pytest.mark.parametrize("method", A.METHODS)

@@ -93,3 +93,38 @@ def render_map(m: np.ndarray, image=None, sign: str = "abs", cmap: str | None = 
     if image is not None and opacity < 1:
         rgb = overlay(image, rgb, opacity)
     return rgb, hi, cmap
+
+
+def fit(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Bilinear resize of uint8 HxWx3 so that the shorter side is ``side`` (tiles line up whatever the model's input)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if min(h, w) == side:
+        return rgb
+    s = side / min(h, w)
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR))
+
+
+def key_strip(cmap: str, width: int = 120, height: int = 10) -> np.ndarray:
+    """A horizontal colour strip, low values on the left (the key of a grid of maps)."""
+    return render.colorbar(cmap, height=width, width=height).transpose(1, 0, 2)[:, ::-1]
+
+
+#: how each colormap reads, in words: (magnitude maps, signed maps)
+_WORDS = {
+    "jet": ("red: large effect on the score · dark blue: little",
+            "red: pushes the score up · blue: pushes it down · green: no effect"),
+    "gray": ("white: large effect on the score · black: little",
+             "white: pushes the score up · black: pushes it down · gray: no effect"),
+    "inferno": ("yellow: large effect on the score · black: little",
+                "yellow: pushes the score up · black: pushes it down · red: no effect"),
+    DIVERGING: ("red: large effect on the score · blue: little",
+                "red: pushes the score up · blue: pushes it down · white: no effect"),
+}
+
+
+def colour_words(cmap: str, sign: str) -> str:
+    """What the colours of a map mean, for its legend."""
+    pair = _WORDS.get(cmap, ("bright: large effect on the score", "one end: pushes the score up, the other: down"))
+    return pair[1] if sign == "signed" else pair[0]

@@ -1,0 +1,21 @@
+"""The vanilla gradient: the NTU homework's saliency map."""
+from ..base import Method, register
+from ..common import channel_words
+
+
+@register
+class VanillaGradient(Method):
+    name = "saliency"
+    label = "Vanilla gradient (saliency)"
+    short = "Vanilla gradient"
+    signed = False
+    gradient = True
+    order = 10
+
+    def legend(self, a):
+        return f"|∂ score / ∂ pixel|, max over {channel_words(a.image.shape[0])}"
+
+    def attribute(self, probe, fn, x, target, o):
+        from captum.attr import Saliency
+
+        return Saliency(fn).attribute(x.clone().requires_grad_(), target=target, abs=False), {}
