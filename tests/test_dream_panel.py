@@ -333,3 +333,15 @@ def test_every_synced_trait_is_json_at_all_times(probe, resnet):
     _json_safe(d, "a run with a huge learning rate")
     d.clear_gallery()
     _json_safe(d, "clearing the gallery")
+
+
+def test_only_arguments_ipywidgets_7_knows(probe, resnet):
+    """Colab runs ipywidgets 7.7.1, which warns about (and ignores) arguments it does not know, as
+    ``IntSlider(tooltip=...)`` (an ipywidgets 8 trait); under ipywidgets 7 (``.venv-colab``) this catches them."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        d = cw.Dream(probe, compare=[resnet], photo=cw.sample_image("coffee"))
+        d.objective, d.mode = "neuron", "atlas"
+    assert not [str(r.message) for r in rec if "unrecognized arguments" in str(r.message)]

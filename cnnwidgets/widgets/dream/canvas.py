@@ -13,6 +13,8 @@ from .._base import nice_ticks, set_image
 CANVAS_PX = 384  #: the canvas is drawn this wide in the notebook
 MIN_SHOWN = 128  #: smaller images are enlarged (nearest neighbour) to at least this before they are sent: crisp pixels
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+#: a vertical axis on the left in bqplot 0.12 (an ``orientation`` trait) and 0.13 (``side`` alone; orientation follows)
+VERTICAL = {"side": "left", **({"orientation": "vertical"} if "orientation" in bq.Axis.class_trait_names() else {})}
 
 
 def to_rgb(images) -> np.ndarray:
@@ -49,7 +51,7 @@ class Canvas(W.HBox):
         self.lines = bq.Lines(x=np.zeros(0), y=np.zeros(0), scales={"x": xs, "y": ys}, colors=COLORS, stroke_width=2,
                               display_legend=False, labels=[])
         self.axes = [bq.Axis(scale=xs, label="step", tick_format="d", visible=False),
-                     bq.Axis(scale=ys, orientation="vertical", label="objective (↑ better)", tick_format=".3~g",
+                     bq.Axis(scale=ys, **VERTICAL, label="objective (↑ better)", tick_format=".3~g",
                              visible=False)]
         self.figure = bq.Figure(marks=[self.lines], axes=self.axes, title="objective per step",
                                 layout=W.Layout(width="340px", height="240px"), legend_location="bottom-right",
