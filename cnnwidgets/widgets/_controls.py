@@ -32,7 +32,8 @@ class ImageInput(W.HBox):
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload",
                                    layout=W.Layout(width="110px"))
         self._callbacks: list[Callable] = []
-        self.dropdown.observe(lambda ch: self._fire(), "value")
+        self._quiet = False  # set while the dropdown is changed from here: the change is announced once, at the end
+        self.dropdown.observe(self._on_choice, "value")
         self.upload.observe(self._on_upload, "value")
         super().__init__([self.dropdown, self.upload])
 
@@ -57,15 +58,21 @@ class ImageInput(W.HBox):
         """Show ``image`` (anything :func:`cnnwidgets.images.to_tensor` takes) under ``name``."""
         to_tensor(image, self.probe.transform.channels)  # raises a clear error if it is not an image
         self._images[name] = image
-        if name not in self.dropdown.options:
-            self.dropdown.options = [name, *self.dropdown.options]
-        if self.dropdown.value == name:
-            self._fire()
-        else:
+        self._quiet = True  # new options select the first one (ipywidgets 7 and 8): one announcement, not two
+        try:
+            if name not in self.dropdown.options:
+                self.dropdown.options = [name, *self.dropdown.options]
             self.dropdown.value = name
+        finally:
+            self._quiet = False
+        self._fire()  # also when ``name`` was shown already: its image may be new (the same file uploaded again)
 
     def on_change(self, fn: Callable) -> None:
         self._callbacks.append(fn)
+
+    def _on_choice(self, change) -> None:
+        if not self._quiet:
+            self._fire()
 
     def _fire(self) -> None:
         for fn in self._callbacks:
