@@ -16,8 +16,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cnnwidgets" / "oldest-torch"
@@ -66,6 +70,8 @@ def run_tests(py: Path) -> subprocess.CompletedProcess:
 def test_dream_engine_on_the_oldest_torch():
     import pytest
 
+    if tomllib is None:
+        pytest.skip("reads pyproject.toml with tomllib (Python 3.11+)")
     py = venv_python()
     if py is None:
         pytest.skip(f"no wheels of {' + '.join(PINS)} in {WHEELS} (nothing is downloaded during tests): get them once "
