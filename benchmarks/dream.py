@@ -181,12 +181,12 @@ def first_frame(probe, panel=None) -> tuple[float, object]:
     d.steps_slider.value = 20
     got, seen = threading.Event(), {}
     handler = lambda ch: (seen.setdefault("t", time.perf_counter()), got.set())  # noqa: E731
-    d.canvas.image.observe(handler, "value")
+    d.canvas.observe(handler, "value")
     t = time.perf_counter()
     d.start()
     if not got.wait(120):
         raise RuntimeError("no frame arrived within 120 s")
-    d.canvas.image.unobserve(handler, "value")
+    d.canvas.unobserve(handler, "value")
     d.stop()
     d.join(30)
     return seen["t"] - t, d

@@ -47,7 +47,7 @@ def test_thread_run_streams_jpeg_frames_and_stop_stops_it(probe):
     d = _panel(probe, run_mode="thread")
     d.steps_slider.value = 2000
     formats = []
-    d.canvas.image.observe(lambda ch: formats.append(d.canvas.image.format), "value")
+    d.canvas.observe(lambda ch: formats.append(d.canvas.format), "value")
     before = [p.requires_grad for p in probe.model.parameters()], probe.model.training
     runner = d.start()
     assert runner.mode == "thread"
@@ -62,7 +62,7 @@ def test_thread_run_streams_jpeg_frames_and_stop_stops_it(probe):
     assert "jpeg" in formats[:-1] and formats[-1] == "png"  # JPEG while streaming, lossless at the end
     assert d.current is not None and d.current.shape == (64, 64, 3)
     assert "stopped" in d.message.value
-    assert len(d.canvas.lines.x) >= 2 and len(d.gallery.items) == 1
+    assert len(d.canvas_view.lines.x) >= 2 and len(d.gallery.items) == 1
     assert hook_count(probe.model) == 0
     assert ([p.requires_grad for p in probe.model.parameters()], probe.model.training) == before
 
@@ -102,11 +102,11 @@ def test_foreground_run_to_the_end(probe):
     d.steps_slider.value = 10
     r = d.start()  # returns when done (Colab's mode)
     assert r.state == "done" and r.items == 10 and d.controls.progress.value == 10
-    assert d.canvas.image.format == "png" and d.result.step == 10
+    assert d.canvas.format == "png" and d.result.step == 10
     assert len(d.history[0]) == 10 and "done: 10 / 10 steps" in d.message.value and "done · 10 / 10 steps" in d.controls.progress_label.value
     # the loss curve's axes carry round ticks (1, 2 or 5 times a power of ten) inside the data's range
     y = np.asarray(d.history[0])
-    for axis, (lo, hi) in zip(d.canvas.axes, ((1, 10), (y.min(), y.max()))):
+    for axis, (lo, hi) in zip(d.canvas_view.axes, ((1, 10), (y.min(), y.max()))):
         assert axis.visible
         ticks = np.asarray(axis.tick_values)
         assert 2 <= len(ticks) <= 8 and lo - 1e-9 <= ticks.min() and ticks.max() <= hi + 1e-9
@@ -140,7 +140,7 @@ def test_presets_atlas_deepdream_and_gallery(probe, tmp_path):
     d.octaves_slider.value = 2
     d.start()
     assert d.runner.state == "done" and d.current.shape[0] == 64 and d.current.shape[1] > 64  # the cat photo, landscape
-    assert "octave 2 of 2" in d.canvas.caption.value
+    assert "octave 2 of 2" in d.canvas_view.caption.value
     caps = [item.caption for item in d.gallery.items]
     assert len(caps) == 3
     # each caption says the layer and what of it (not only "channel")
@@ -168,9 +168,9 @@ def test_compare_networks_side_by_side(probe, resnet):
     d.start()
     assert d.runner.state == "done"
     assert d.current.shape == (64, 2 * 64 + 4, 3)  # two tiles
-    assert np.asarray(d.canvas.lines.y).shape == (2, 10)  # one curve per network, with a legend
-    assert d.canvas.lines.display_legend and len(d.canvas.lines.labels) == 2
-    assert "ResNet" in d.canvas.caption.value and "efficientnet_lite0" in d.canvas.caption.value
+    assert np.asarray(d.canvas_view.lines.y).shape == (2, 10)  # one curve per network, with a legend
+    assert d.canvas_view.lines.display_legend and len(d.canvas_view.lines.labels) == 2
+    assert "ResNet" in d.canvas_view.caption.value and "efficientnet_lite0" in d.canvas_view.caption.value
     assert hook_count(resnet.model) == 0
 
 
@@ -243,7 +243,7 @@ def test_sizes_follow_the_model_and_labels_are_in_a_students_words(probe):
     labels = dict(d.settings_view.preset_buttons.options)
     assert set(labels) == {"naive: plain gradient ascent", "regularized: smooth + jittered (Lucent)"}
     # before a run: no curve, and no axes (whose empty scale would show ticks "0 0 0 0 1 1")
-    assert len(d.canvas.lines.x) == 0 and not any(a.visible for a in d.canvas.axes)
+    assert len(d.canvas_view.lines.x) == 0 and not any(a.visible for a in d.canvas_view.axes)
     mnist = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 3), torch.nn.ReLU())
     small = cw.Dream(cw.Probe(mnist, device="cpu", input_size=28, mean=0.13, std=0.31), run_mode="foreground")
     assert small.size_slider.value == 28 and small.size_slider.min <= 28 and (28 - small.size_slider.min) % small.size_slider.step == 0

@@ -73,17 +73,18 @@ class Dream(Panel):
         self.settings_view = SettingsView(probe, start, compare=bool(self.others), steps=steps, size=size, photo=photo,
                                           message=self.message, neuron_row=self.picker.sliders,
                                           on_layer=lambda name: setattr(self, "layer", name))
-        self.canvas = Canvas(side=self.picker.figure)
+        self.canvas_view = Canvas(side=self.picker.figure)
+        self.canvas = self.canvas_view.image  # the image widget itself (what scripts and tests read)
         self.gallery = Gallery(on_keep=self.keep)
         self.controls = RunControls(self._make_job, self._on_frame, total=lambda: self._job.total if self._job else None,
                                     fps=fps, message=_Relay(self), mode=run_mode, on_start=self._on_start,
-                                    stale=lambda: [self.canvas.image], panel=self)
+                                    stale=lambda: [self.canvas], panel=self)
         v = self.settings_view
         for name in ("steps_slider", "lr_slider", "size_slider", "seed_box", "atlas_slider", "octaves_slider",
                      "channel_slider", "photo"):
             setattr(self, name, getattr(v, name))
         self.layer_slider, self.x_slider, self.y_slider = v.layer_control.slider, self.picker.x_slider, self.picker.y_slider
-        super().__init__([v, self.controls, self.message, self.canvas, self.gallery])
+        super().__init__([v, self.controls, self.message, self.canvas_view, self.gallery])
         self.add_class("cnnwidgets-dream")
 
         T.link((v.mode_buttons, "value"), (self, "mode"))
@@ -175,7 +176,7 @@ class Dream(Panel):
         s = v.settings(self.layer, self.channel, self.mode, self.preset, self.objective, self.picker.position)
         photo = v.photo.image if self.mode == J.DEEPDREAM else None
         self._job = J.plan(self.probe, s, others=self.others, photo=photo, photo_name=v.photo.name)
-        self.canvas.reset(self._job.labels)
+        self.canvas_view.reset(self._job.labels)
         return self._job.frames
 
     def _on_frame(self, frame, final):
@@ -188,8 +189,8 @@ class Dream(Panel):
         self.current = rgb
         octave = (frame.info or {}).get("octave")
         where = f" · octave {octave} of {frame.info['octaves']}" if octave and "octaves" in frame.info else ""
-        self.canvas.show(rgb, final, f"step {frame.step} / {frame.total}{where} · {self._job.caption}")
-        self.canvas.plot(frame.history)
+        self.canvas_view.show(rgb, final, f"step {frame.step} / {frame.total}{where} · {self._job.caption}")
+        self.canvas_view.plot(frame.history)
         if final:
             if self.mode in (J.SINGLE, J.COMPARE):
                 self.picker.set_image(to_rgb(frame.steps[0].image)[0])

@@ -40,13 +40,13 @@ class SettingsView(W.VBox):
         self.probe = probe
         modes = [J.SINGLE, J.ATLAS, J.DEEPDREAM] + ([J.COMPARE] if compare else [])
         self.mode_buttons = W.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=J.SINGLE,
-                                            style={"button_width": "150px"})
+                                            style={"button_width": "160px"})
         self.preset_buttons = W.ToggleButtons(
             options=[(J.RECIPES[p], p) for p in ("naive", "regularized")], value="regularized",
             tooltips=["plain pixels, Adam lr 0.1, each step rescaled to [0, 1]: the image stays high-frequency noise",
                       "a Fourier-space image with natural colours, moved a little each step (pad, jitter, scale, rotate): "
                       "recognisable patterns"],
-            style={"button_width": "270px"})
+            style={"button_width": "320px"})
         self.layer_control = LayerSlider(probe, value=layer, on_move=on_layer)
         self.objective_buttons = W.ToggleButtons(options=[(KIND_LABELS[k], k) for k in J.KINDS], value=J.CHANNEL,
                                                  tooltips=["the mean of one channel's map", "one unit at (x, y) of a map",
@@ -55,7 +55,7 @@ class SettingsView(W.VBox):
         self.channel_slider = W.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False,
                                           layout=W.Layout(width="360px"))
         style = {"description_width": "80px"}
-        self.steps_slider = W.IntSlider(value=steps or 256, min=10, max=2000, step=10, description="steps", style=style,
+        self.steps_slider = W.IntSlider(value=steps or 256, min=1, max=2048, step=1, description="steps", style=style,
                                         layout=W.Layout(width="300px"))
         self.lr_slider = W.SelectionSlider(options=LEARNING_RATES, value=PRESETS["regularized"].lr,
                                            description="learning rate", style={"description_width": "90px"},
