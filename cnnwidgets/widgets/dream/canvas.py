@@ -39,6 +39,10 @@ def frame_rgb(frame) -> np.ndarray:
     return rgb[0] if len(rgb) == 1 else render.mosaic(rgb, pad=2)
 
 
+def _caption(text_html: str) -> str:
+    return f"<div style='color:#555;line-height:1.35;padding-top:2px'>{text_html}</div>"
+
+
 class Canvas(W.HBox):
     """The image (``image``, streamed as JPEG, lossless PNG at the end) with a caption under it (``caption``), and
     the objective per step beside it (``figure``: one line per dream; no axes until there is a curve)."""
@@ -55,14 +59,14 @@ class Canvas(W.HBox):
                              visible=False)]
         self.figure = bq.Figure(marks=[self.lines], axes=self.axes, title="objective per step",
                                 layout=W.Layout(width="340px", height="240px"), legend_location="bottom-right",
-                                fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10})
+                                fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 24})
         self.blank()
         super().__init__([W.VBox([self.image, self.caption]), W.VBox([self.figure] + ([side] if side is not None else []))])
 
     def blank(self) -> None:
         """The canvas before any run: a grey square, a hint, no curve and no axes (no ticks of an empty plot)."""
         set_image(self.image, np.full((128, 128, 3), 235, np.uint8), "png")
-        self.caption.value = "<span style='color:#555'>Press <b>Start</b>: the image forms step by step.</span>"
+        self.caption.value = _caption("Press <b>Start</b>: the image forms step by step.")
         self.reset()
 
     def reset(self, labels=()) -> None:
@@ -78,7 +82,7 @@ class Canvas(W.HBox):
         """Show ``rgb`` (JPEG while streaming, PNG when ``final``) and ``caption`` under it."""
         shown = render.upscale(rgb, MIN_SHOWN) if min(rgb.shape[:2]) < MIN_SHOWN else rgb
         set_image(self.image, shown, "png" if final else "jpeg", quality=90)
-        self.caption.value = f"<span style='color:#555'>{html.escape(caption)}</span>"
+        self.caption.value = _caption(html.escape(caption))
 
     def plot(self, history) -> None:
         """The objective per step so far, one list per dream (drawn from two points on)."""

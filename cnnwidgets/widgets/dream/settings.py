@@ -53,7 +53,7 @@ class SettingsView(W.VBox):
                                                            "the mean of the whole layer"],
                                                  style={"button_width": "110px"})
         self.channel_slider = W.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False,
-                                          layout=W.Layout(width="360px"))
+                                          style={"description_width": "95px"}, layout=W.Layout(width="400px"))
         style = {"description_width": "80px"}
         self.steps_slider = W.IntSlider(value=steps or 256, min=1, max=2048, step=1, description="steps", style=style,
                                         layout=W.Layout(width="300px"))
