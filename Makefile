@@ -13,7 +13,7 @@ SUDO   := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo))
 PORT   ?= 8888
 WORK   := my-notebooks
 
-.PHONY: demo test install install-demo install-dev install-colab test-colab chromium clean
+.PHONY: demo test install install-demo install-dev install-colab test-colab chromium clean FORCE
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,12 @@ COLAB_PKGS := ipywidgets==7.7.1 widgetsnbextension==3.6.1 bqplot==0.12.47 notebo
 $(COLAB_PY):
 	$(PYTHON) -m venv $(COLAB_VENV)
 
-$(COLAB_VENV)/.installed: pyproject.toml Makefile | $(COLAB_PY)
+# the list above, kept in a file that changes only when the list does: a change of the pins reinstalls, other edits of
+# this Makefile do not
+$(COLAB_VENV)/.pkgs: FORCE | $(COLAB_PY)
+	@echo '$(TORCH) $(COLAB_PKGS)' | cmp -s - $@ || echo '$(TORCH) $(COLAB_PKGS)' > $@
+
+$(COLAB_VENV)/.installed: pyproject.toml $(COLAB_VENV)/.pkgs | $(COLAB_PY)
 	@echo "Installing the Colab-like environment into $(COLAB_VENV) (ipywidgets 7.7.1, bqplot 0.12.47, Notebook 6; first time: a minute or two)..."
 	@$(COLAB_PY) -m pip install -q --disable-pip-version-check $(TORCH) $(COLAB_PKGS) -e . > $(COLAB_VENV)/pip.log 2>&1 \
 	  || { cat $(COLAB_VENV)/pip.log; exit 1; }
@@ -65,10 +70,28 @@ $(COLAB_VENV)/.installed: pyproject.toml Makefile | $(COLAB_PY)
 
 install-colab: $(COLAB_VENV)/.installed
 
-# The unit tests that construct panels, run with ipywidgets 7.7.1 / bqplot 0.12.47 (tests/test_colab_unit.py runs this).
-COLAB_UNIT_TESTS ?= tests/test_colab_widgets.py
+FORCE:
+
+# The unit tests that build and drive panels, run under ipywidgets 7.7.1 / bqplot 0.12.47 (tests/test_colab_env.py runs
+# this target; about 2-3 minutes on 2 shared cores). ipywidgets 7 only warns about an argument it does not know and then
+# ignores it: here that warning is an error. Left out:
+# - test_featuremaps' upload test: it sets FileUpload.value in ipywidgets 8's format, read-only in 7 (uploads are tested
+#   under both majors in tests/test_colab_widgets.py);
+# - slow tests of the loops and analyses rather than of the widgets (they run in the main suite);
+# - the rest of tests/: no panel (analyses, probe, images), or the dev tools .venv-colab does not have (torch-lucent,
+#   nbclient, playwright: benchmarks, notebooks, browsers), or a fresh clone.
+COLAB_UNIT_TESTS ?= $(wildcard tests/test_colab_widgets.py tests/test_widget_state.py tests/test_layer_slider.py \
+  tests/test_featuremaps.py tests/test_histogram.py tests/test_cka_heatmap.py tests/test_dream_panel.py \
+  tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py tests/test_explorer.py \
+  tests/test_runner.py tests/test_close.py)
+COLAB_DESELECT := tests/test_featuremaps.py::test_upload_of_an_image_and_of_a_non_image \
+  tests/test_featuremaps.py::test_paging_shows_every_one_of_2048_channels \
+  tests/test_dream_panel.py::test_no_widget_piles_up_over_20_runs_and_close_frees_them_all \
+  tests/test_dream_panel.py::test_live_weights tests/test_saliency_panel.py::test_compare_models_and_all_methods \
+  tests/test_embedding.py::test_tsne_separates_photographs
 test-colab: install-colab
-	$(COLAB_PY) -m pytest -p no:cacheprovider $(COLAB_UNIT_TESTS) $(PYTEST_ARGS)
+	$(COLAB_PY) -m pytest -p no:cacheprovider -W "error:Passing unrecognized arguments:DeprecationWarning" \
+	  $(addprefix --deselect ,$(COLAB_DESELECT)) $(COLAB_UNIT_TESTS) $(PYTEST_ARGS)
 
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
