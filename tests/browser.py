@@ -435,6 +435,12 @@ class Lab:
         workspace = "nb-" + re.sub(r"[^A-Za-z0-9-]+", "-", path[: -len(".ipynb")])
         page.goto(f"{self.url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.token}", wait_until="domcontentloaded",
                   timeout=timeout * 1000)
+        self._await_notebook(run, timeout)
+        return run
+
+    def _await_notebook(self, run: NotebookRun, timeout: float):
+        """Wait until ``run``'s notebook is open in its page with an idle kernel; show it, the left sidebar collapsed."""
+        page, path = run._page, run.path
         page.wait_for_function(
             "(path) => { const p = (%s)(path); return !!(p && p.sessionContext && p.sessionContext.isReady && "
             "p.content.widgets.length && p.sessionContext.session && p.sessionContext.session.kernel && "
@@ -444,6 +450,13 @@ class Lab:
         page.evaluate("""(path) => { const p = (%s)(path); window.jupyterapp.shell.activateById(p.id);
                           window.jupyterapp.shell.collapseLeft && window.jupyterapp.shell.collapseLeft(); }"""
                       % _JS_PANEL.strip(), path)
+
+    def reload(self, run: NotebookRun, timeout: float = 120) -> NotebookRun:
+        """Reload ``run``'s page as a user does (F5): the notebook opens again from disk and reconnects to its running
+        kernel, whose widgets the page asks for anew. Page errors are counted afresh."""
+        run.js_errors.clear()
+        run.page.reload(wait_until="domcontentloaded", timeout=timeout * 1000)
+        self._await_notebook(run, timeout)
         return run
 
     def run_notebook(self, cells, name: str = "notebook", timeout: float = 300,
