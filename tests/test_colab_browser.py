@@ -197,8 +197,21 @@ def test_foreground_dream_answers_pause_resume_and_stop(classic):
     assert f"queued cell ran after the dream: stopped {at}" in text, text
     page.wait_for_function(f"() => [...document.querySelectorAll('{DREAM} button')]"
                            ".some(b => b.textContent.includes('Start') && !b.disabled)", timeout=10_000)
+
+    # started from a cell instead (d.start(), as a notebook does): Stop ends the run, and so the cell
+    started = nb.run_cell("d.start(); print('cell ended:', d.controls.state)", wait=False)
+    page.wait_for_function(f"() => {{ const t = ({PROGRESS})(); return /^\\d+ \\//.test(t) && parseInt(t) >= 10; }}",
+                           timeout=60_000)
+    t0 = time.monotonic()
+    page.locator(f"{DREAM} button:has-text('Stop')").first.click()
+    page.wait_for_function(f"() => ({PROGRESS})().startsWith('stopped at')", timeout=10_000, polling=20)
+    stop_cell_s = time.monotonic() - t0
+    nb.wait_cells({started}, timeout=30)
+    assert "cell ended: stopped" in _text(nb.outputs(started))
+    assert stop_cell_s < 1.0, f"Stop took {stop_cell_s:.2f} s in a run started from a cell"
     _no_js_errors(nb)
-    print(f"foreground dream: paused at {p1}, stopped at {at} (from {before}) {stop_s * 1000:.0f} ms after the click")
+    print(f"foreground dream: paused at {p1}, stopped at {at} (from {before}) {stop_s * 1000:.0f} ms after the click; "
+          f"started from a cell: stopped {stop_cell_s * 1000:.0f} ms after the click")
 
 
 def test_foreground_cka_shows_first_and_streams_after(classic):
