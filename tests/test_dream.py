@@ -342,3 +342,14 @@ def test_a_size_the_model_refuses_is_named_for_what_it_is():
     with pytest.raises(ValueError, match="too small for Sequential"):
         small = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5), torch.nn.Conv2d(4, 4, 5), torch.nn.Conv2d(4, 4, 5))
         D.run(cw.Probe(small, device="cpu", input_size=32, mean=0.5, std=0.25), D.channel("2", 0), steps=1, size=10)
+
+
+def test_a_neuron_dreams_where_it_was_picked(probe):
+    """The position is on the map of the dream's own image: the transforms pad it (a larger map each step), yet the
+    unit that fires most in the finished image is the one picked (not its neighbour up and left)."""
+    for x, y in ((1, 1), (6, 2)):
+        last = D.run(probe, D.neuron(L, 3, x, y), steps=40, size=SIZE, seed=0)
+        acts = probe.capture(probe.transform.normalize(last.image), [L])[L][0, 3]
+        assert acts.shape == (8, 8)
+        i = int(acts.flatten().argmax())
+        assert (i % 8, i // 8) == (x, y)

@@ -107,4 +107,7 @@ def test_regularized_and_naive_screenshots(lab):
     nb.run_cell("d.mode = 'deepdream'; d.objective = 'layer'; d.layer = '_blocks.5._project_conv'; "
                 "d.size_slider.value = 160; d.steps_slider.value = 30; d.start(); print(d.runner.state)", timeout=600)
     nb.screenshot("dream-deepdream", selector=".cnnwidgets-dream")
+    nb.run_cell("d.mode = 'single'; d.objective = 'neuron'; d.layer = '_blocks.8._project_conv'; d.channel = 18; "
+                "d.size_slider.value = 128; d.steps_slider.value = 120; d.start(); print(d.runner.state)", timeout=600)
+    nb.screenshot("dream-neuron", selector=".cnnwidgets-dream")
     assert "done" in nb.outputs_text()

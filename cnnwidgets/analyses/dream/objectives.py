@@ -111,9 +111,11 @@ def _check_channel(key, c):
     return check
 
 
-def _check_position(key, x, y):
+def _check_position(key, x, y, ref=None):
     def check(probe, shapes):
         shape = shapes.get(key) or _shape(probe, key)
+        if ref is not None and len(shape) == 3:
+            ref["hw"] = (shape[1], shape[2])  # the map at the dream's own image size: positions refer to it
         if len(shape) != 3:
             raise ValueError(
                 f"Layer {_layer_of(probe, key).name!r} gives units of shape {tuple(shape)}, not maps: it has no (x, y) position. "
@@ -145,13 +147,16 @@ def _per_image(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).mean(1)
 
 
-def _at(t: torch.Tensor, x, y) -> torch.Tensor:
-    """Activations at map position (x, y) (centre when None), clamped to the map (transforms change its size)."""
+def _at(t: torch.Tensor, x, y, ref=None) -> torch.Tensor:
+    """Activations at map position (x, y) (centre when None), clamped to the map. ``ref``: the ``(h, w)`` of the map
+    the position refers to (the dream's image untransformed); a larger or smaller map (the robustness transforms pad
+    and scale the image around its centre) is read at the same place relative to the centre."""
     if t.ndim != 4:
         return t
     h, w = t.shape[2], t.shape[3]
-    xi = w // 2 if x is None else min(max(int(x), 0), w - 1)
-    yi = h // 2 if y is None else min(max(int(y), 0), h - 1)
+    dy, dx = ((h - ref[0] + 1) // 2, (w - ref[1] + 1) // 2) if ref else (0, 0)  # the offset of the centres, rounded
+    xi = w // 2 if x is None else min(max(int(x) + dx, 0), w - 1)
+    yi = h // 2 if y is None else min(max(int(y) + dy, 0), h - 1)
     return t[:, :, yi : yi + 1, xi : xi + 1]
 
 
@@ -163,12 +168,14 @@ def channel(layer, c: int) -> Objective:
 
 
 def neuron(layer, c: int, x: int | None = None, y: int | None = None) -> Objective:
-    """Activation of channel ``c`` at map position (``x``, ``y``); the centre of the map by default."""
+    """Activation of channel ``c`` at map position (``x``, ``y``); the centre of the map by default. In a dream the
+    position is on the map of the image itself: the transforms' padding (a larger map) does not move it."""
     c = whole_number(c, "the channel")
     x = None if x is None else whole_number(x, "the x position")
     y = None if y is None else whole_number(y, "the y position")
-    return Objective(lambda acts: _per_image(_at(acts[layer], x, y)[:, c]), [layer], f"neuron {layer}:{c}@({x},{y})",
-                     [_check_channel(layer, c), _check_position(layer, x, y)])
+    ref: dict = {}  # the map size the position refers to, noted when a dream checks the objective
+    return Objective(lambda acts: _per_image(_at(acts[layer], x, y, ref.get("hw"))[:, c]), [layer],
+                     f"neuron {layer}:{c}@({x},{y})", [_check_channel(layer, c), _check_position(layer, x, y, ref)])
 
 
 def layer(layer, mode: str = "mean") -> Objective:
