@@ -208,6 +208,10 @@ def test_traits_link_and_bad_input(probe):
     with pytest.raises(TypeError, match="whole number, got 2.7"):
         cw.Dream(probe, layer=L, channel=2.7)  # not silently channel 2
     assert cw.Dream(probe, layer=L, channel=np.int64(39)).channel == 39
+    big = cw.Dream(probe, layer=L, size=640, steps=5000)
+    assert (big.size_slider.value, big.steps_slider.value) == (640, 5000)  # as given, not clamped to the sliders
+    with pytest.raises(TypeError, match="image size must be a whole number"):
+        cw.Dream(probe, layer=L, size=99.5)
 
 
 def _texts(panel) -> str:

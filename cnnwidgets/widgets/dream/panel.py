@@ -6,6 +6,7 @@ import traitlets as T
 
 from ...analyses.dream import PRESETS
 from ...analyses.dream import jobs as J
+from ...probe import whole_number
 from .._base import Message, Panel, RunControls
 from .canvas import Canvas, frame_rgb, to_rgb
 from .gallery import Gallery
@@ -61,6 +62,10 @@ class Dream(Panel):
         start = probe.layer(layer).name if layer is not None else names.names[len(names) // 2]
         if channel is not None:
             channel = J.check_channel(probe, start, channel)  # 2.7 or 99: an error, not channel 2 or the last one
+        steps = 256 if steps is None else whole_number(steps, "the number of steps")
+        size = None if size is None else whole_number(size, "the image size")
+        if steps < 1 or (size is not None and size < 1):
+            raise ValueError(f"steps and size are positive whole numbers, got steps={steps}, size={size}.")
         self.probe = probe
         self.others = list(compare)
         self.message = Message()

@@ -27,7 +27,7 @@ def size_slider(probe, value: int) -> W.IntSlider:
     own = min(probe.transform.input_size)
     lo = min(32, value)
     step = math.gcd(value, 16)
-    return W.IntSlider(value=value, min=lo, max=max(512, own), step=step, description="image size",
+    return W.IntSlider(value=value, min=lo, max=max(512, own, value), step=step, description="image size",
                        style={"description_width": "80px"}, layout=W.Layout(width="300px"))
 
 
@@ -35,7 +35,7 @@ class SettingsView(W.VBox):
     """The settings of the next run, as widgets; :meth:`settings` reads them as :class:`~cnnwidgets.analyses.dream.jobs.
     Settings`. ``neuron_row``: the picker's sliders, shown under "Maximise" for a neuron."""
 
-    def __init__(self, probe, layer: str, *, compare: bool, steps: int | None, size: int | None, photo, message,
+    def __init__(self, probe, layer: str, *, compare: bool, steps: int, size: int | None, photo, message,
                  neuron_row: W.Widget, on_layer):
         self.probe = probe
         modes = [J.SINGLE, J.ATLAS, J.DEEPDREAM] + ([J.COMPARE] if compare else [])
@@ -55,7 +55,7 @@ class SettingsView(W.VBox):
         self.channel_slider = W.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False,
                                           style={"description_width": "95px"}, layout=W.Layout(width="400px"))
         style = {"description_width": "80px"}
-        self.steps_slider = W.IntSlider(value=steps or 256, min=1, max=2048, step=1, description="steps", style=style,
+        self.steps_slider = W.IntSlider(value=steps, min=1, max=max(2048, steps), step=1, description="steps", style=style,
                                         layout=W.Layout(width="300px"))
         self.lr_slider = W.SelectionSlider(options=LEARNING_RATES, value=PRESETS["regularized"].lr,
                                            description="learning rate", style={"description_width": "90px"},
