@@ -73,7 +73,7 @@ install-colab: $(COLAB_VENV)/.installed
 FORCE:
 
 # The unit tests that build and drive panels, run under ipywidgets 7.7.1 / bqplot 0.12.47 (tests/test_colab_env.py runs
-# this target; about 2-3 minutes on 2 shared cores). ipywidgets 7 only warns about an argument it does not know and then
+# this target; about 2 minutes on 2 shared cores). ipywidgets 7 only warns about an argument it does not know and then
 # ignores it: here that warning is an error. Left out:
 # - test_featuremaps' upload test: it sets FileUpload.value in ipywidgets 8's format, read-only in 7 (uploads are tested
 #   under both majors in tests/test_colab_widgets.py);
@@ -82,13 +82,16 @@ FORCE:
 #   nbclient, playwright: benchmarks, notebooks, browsers), or a fresh clone.
 COLAB_UNIT_TESTS ?= $(wildcard tests/test_colab_widgets.py tests/test_widget_state.py tests/test_layer_slider.py \
   tests/test_featuremaps.py tests/test_histogram.py tests/test_cka_heatmap.py tests/test_dream_panel.py \
-  tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py tests/test_explorer.py \
-  tests/test_runner.py tests/test_close.py)
+  tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py tests/test_explorer.py tests/test_close.py)
 COLAB_DESELECT := tests/test_featuremaps.py::test_upload_of_an_image_and_of_a_non_image \
-  tests/test_featuremaps.py::test_paging_shows_every_one_of_2048_channels \
+  tests/test_featuremaps.py::test_paging_shows_every_one_of_2048_channels tests/test_featuremaps.py::test_other_models \
+  tests/test_histogram.py::test_other_models_and_layers_without_bias \
   tests/test_dream_panel.py::test_no_widget_piles_up_over_20_runs_and_close_frees_them_all \
-  tests/test_dream_panel.py::test_live_weights tests/test_saliency_panel.py::test_compare_models_and_all_methods \
-  tests/test_embedding.py::test_tsne_separates_photographs
+  tests/test_dream_panel.py::test_live_weights tests/test_dream_panel.py::test_compare_networks_side_by_side \
+  tests/test_saliency_panel.py::test_compare_models_and_all_methods \
+  tests/test_saliency_panel.py::test_method_class_and_search_change_the_map \
+  tests/test_embedding.py::test_tsne_separates_photographs tests/test_embedding.py::test_features_are_pooled_activations \
+  tests/test_embedding.py::test_top_images_are_the_argmax_of_the_channel
 test-colab: install-colab
 	$(COLAB_PY) -m pytest -p no:cacheprovider -W "error:Passing unrecognized arguments:DeprecationWarning" \
 	  $(addprefix --deselect ,$(COLAB_DESELECT)) $(COLAB_UNIT_TESTS) $(PYTEST_ARGS)
