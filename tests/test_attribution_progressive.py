@@ -111,27 +111,62 @@ def test_smoothgrad_final_map_does_not_depend_on_the_chunks(probe, image):
     close(a.raw, b.raw, rtol=1e-5)
 
 
-def test_chunks_are_short_on_a_slow_model_and_grow_on_a_fast_one(image):
-    slow = make_probe(delay=0.02)  # 20 ms per image: chunks of about 0.25 s are ~12 images
+def test_chunks_start_with_one_image_and_grow_to_about_a_second(image):
+    slow = make_probe(delay=0.02)  # 20 ms per image: chunks of about a second are ~50 images
     t, gaps, sizes, last = time.perf_counter(), [], [], 0
-    for s in A.attribute_steps(slow, image, "smoothgrad", target=0, samples=80, batch_size=64):
+    for s in A.attribute_steps(slow, image, "smoothgrad", target=0, samples=90, batch_size=64):
         now = time.perf_counter()
         gaps.append(now - t)
         sizes.append(s.step - last)
         t, last = now, s.step
-    assert sizes[0] == 1 and max(sizes) >= 6  # starts with one sample, grows with the measured speed
-    assert max(sizes) <= 40 and sorted(gaps)[len(gaps) // 2] < 0.6  # ...but not past ~0.25 s of work
-    pace = A.Pace(limit=25, seconds=0.25)
-    pace.took(1, 0.001)
-    assert pace.size == 2  # at most doubling
-    pace.took(2, 0.001)
-    pace.took(4, 0.001)
-    pace.took(8, 0.001)
+    assert sizes[:3] == [1, 4, 16] and len(sizes) <= 5  # one sample first (a map soon), then growing
+    assert max(gaps) < 3.0 and sorted(gaps)[len(gaps) // 2] < 1.6
+    pace = A.Pace(limit=25)
+    pace.took(1, 0.5)
+    assert pace.size == 2  # 0.5 s per image: about a second
+    pace.took(2, 1.0)
+    assert pace.size == 2
+    pace = A.Pace(limit=25)
+    pace.took(1, 0.3)
+    pace.took(4, 0.6)  # 0.2 s per call + 0.1 s per image: bigger chunks, up to 3 s, keep the 0.2 s small
     assert pace.size == 16
-    pace.took(16, 0.001)
+    pace.took(16, 1.8)
     assert pace.size == 25  # never past the batch size
-    pace.took(25, 2.5)
-    assert pace.size == 2  # a slow chunk: smaller ones next
+
+
+class Sleep(nn.Module):
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        time.sleep(self.seconds * x.shape[0])
+        return x
+
+
+@pytest.mark.parametrize("method, opts", [("smoothgrad", {"samples": 64}), ("occlusion", {"window": 4, "stride": 4}),
+                                          ("integrated_gradients", {"steps": 64})])
+def test_a_stop_event_ends_the_job_inside_a_chunk(image, method, opts, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(A.base, "CHUNK_SECONDS", 30.0)  # one big chunk: only an interruption can be quick
+    probe = make_probe()
+    probe.model.features.insert(2, Sleep(0.01))  # 10 ms per image in each of two layers
+    probe.model.features.insert(5, Sleep(0.01))
+    probe = cw.Probe(probe.model, device="cpu", input_size=SIZE, mean=0.5, std=0.25)
+    stop = threading.Event()
+    steps = A.attribute_steps(probe, image, method, target=0, stop=stop, batch_size=64, **opts)
+    got = []
+    t = threading.Thread(target=lambda: got.extend(steps))
+    t.start()
+    time.sleep(0.6)  # into the second chunk (4 images, then up to 64)
+    t0 = time.perf_counter()
+    stop.set()
+    t.join(10)
+    assert not t.is_alive() and time.perf_counter() - t0 < 0.5  # within a layer, not at the chunk's end (~1.3 s)
+    assert got and got[-1].value.partial and got[-1].step < got[-1].total
+    from cnnwidgets.hooks import hook_count
+    assert hook_count(probe.pixel_model().view) == 0
 
 
 @pytest.mark.parametrize("method, opts, match", [

@@ -1,6 +1,8 @@
 """The verb: ``attribute(probe, image, method, target, **options)``, and the same as a job of partial maps."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import Iterator
 
@@ -10,6 +12,36 @@ from ...runner import Step
 from .base import Attribution, Method, get
 from .base import registered
 from .common import check_classifier, check_target, guarded, pixels
+
+
+class Stopped(Exception):
+    """Raised inside the model's forward or backward once a job's ``stop`` event is set (caught by the job)."""
+
+
+@contextlib.contextmanager
+def interruptible(fn, stop: threading.Event | None):
+    """While the block runs, every layer of the pixel model ``fn`` checks ``stop`` after its forward and when its
+    gradient arrives in the backward, and raises :class:`Stopped` once it is set: a Stop does not wait for a chunk
+    of work to finish."""
+    if stop is None:
+        yield
+        return
+
+    def check(*_):
+        if stop.is_set():
+            raise Stopped
+
+    def after(module, inputs, output):
+        check()
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(check)  # returns None: the gradient is unchanged
+
+    handles = [m.register_forward_hook(after) for m in fn.modules() if next(m.children(), None) is None]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def attribute(probe, image, method: str = "saliency", target: int | None = None, *, resize: bool = True,
@@ -28,13 +60,14 @@ def attribute(probe, image, method: str = "saliency", target: int | None = None,
 
 
 def attribute_steps(probe, image, method: str = "saliency", target: int | None = None, *, resize: bool = True,
-                    **opts) -> Iterator[Step]:
+                    stop: threading.Event | None = None, **opts) -> Iterator[Step]:
     """:func:`attribute` as a job: ``Step(done, total, Attribution, info)`` each time the map has sharpened (more
     samples, path steps or window positions), the last one final. ``value`` is None while a method has no map
     to show yet (LIME before it has as many samples as superpixels); ``info["status"]`` says what runs.
 
     Method, options, target and image are checked here, before the job starts; the work runs when it is iterated
-    (on the thread that iterates it), in chunks short enough that a Stop between two Steps is quick."""
+    (on the thread that iterates it), in chunks of about a second (:class:`~.base.Pace`). ``stop``: an Event;
+    once it is set the job ends within one layer of the model, inside a chunk, without a final map."""
     m = get(method)
     o = m.resolve(opts)
     check_classifier(probe)
@@ -42,10 +75,10 @@ def attribute_steps(probe, image, method: str = "saliency", target: int | None =
         target = check_target(probe, target)  # before any forward: a bad target fails fast
     x = pixels(probe, image, resize)
     m.check(o, x)
-    return _steps(probe, m, x, target, o)
+    return _steps(probe, m, x, target, o, stop)
 
 
-def _steps(probe, m: Method, x: torch.Tensor, target: int | None, o: dict) -> Iterator[Step]:
+def _steps(probe, m: Method, x: torch.Tensor, target: int | None, o: dict, stop=None) -> Iterator[Step]:
     t0 = time.perf_counter()
     fn = probe.pixel_model()
     with torch.no_grad():
@@ -59,8 +92,11 @@ def _steps(probe, m: Method, x: torch.Tensor, target: int | None, o: dict) -> It
     gen = m.steps(probe, fn, x, target, o)
     try:
         while True:
-            with guarded(fn):  # whatever hooks Captum adds inside this chunk are gone after it
-                part = next(gen, None)
+            try:
+                with guarded(fn), interruptible(fn, stop):  # hooks added in this chunk are gone after it
+                    part = next(gen, None)
+            except Stopped:
+                return
             if part is None:
                 break
             a = None
@@ -77,14 +113,17 @@ def _steps(probe, m: Method, x: torch.Tensor, target: int | None, o: dict) -> It
         gen.close()
 
 
-def all_methods(probe, image, target: int | None = None, methods=None, **per_method) -> Iterator[Step]:
+def all_methods(probe, image, target: int | None = None, methods=None, *, stop: threading.Event | None = None,
+                **per_method) -> Iterator[Step]:
     """Every method on one image: ``Step(finished, methods, {method: Attribution}, info)``, with the map being
     computed in the dict as it sharpens (``a.partial``). ``per_method`` gives options per method, e.g.
-    ``smoothgrad={"samples": 20}``."""
+    ``smoothgrad={"samples": 20}``; ``stop`` as in :func:`attribute_steps`."""
     names = [m.name for m in (registered() if methods is None else [get(n) for n in methods])]
-    jobs = [attribute_steps(probe, image, n, target, **per_method.get(n, {})) for n in names]  # all checked now
+    jobs = [attribute_steps(probe, image, n, target, stop=stop, **per_method.get(n, {})) for n in names]  # checked now
     out: dict[str, Attribution] = {}
     for i, (name, job) in enumerate(zip(names, jobs)):
+        if stop is not None and stop.is_set():
+            return
         for s in job:
             if s.value is not None:
                 out[name] = s.value

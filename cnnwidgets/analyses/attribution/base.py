@@ -20,8 +20,11 @@ import torch
 
 from ..attribution_display import channel_reduce
 
-#: seconds one chunk of work (a batch of samples, steps or windows) aims at: Stop waits at most about this
-CHUNK_SECONDS = 0.25
+#: seconds one chunk of work (a batch of samples, steps or windows) aims at, between two partial maps
+CHUNK_SECONDS = 1.0
+#: a chunk may take up to this long when each call to the model has a large fixed cost (a CPU shared with other
+#: work), so that the fixed cost stays a small part of the work
+CHUNK_SECONDS_MAX = 3.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Method:
     signed: bool = True  #: the map can be negative (red for the class, blue against)
     gradient: bool = False  #: the map is |raw| max over channels (the homework's saliency), else the channel sum
     slow: bool = False  #: many forwards: the panel computes it when asked (Compute), not on every option change
-    unit: str = "step"  #: what :meth:`total` counts, for the progress line ("sample", "window position")
+    unit: str = "map"  #: what :meth:`total` counts, for the progress line ("sample", "window position")
     order: int = 100  #: position in the method list
 
     def legend(self, a: "Attribution") -> str:
@@ -300,9 +303,12 @@ class Attribution:
 
 # --- pacing ----------------------------------------------------------------------------------------
 class Pace:
-    """Chunk sizes for work done in pieces between two yields: the first chunk is one item, each next one
-    sized from the measured time per item to take about ``seconds`` (at most doubling, at most ``limit``),
-    so a Stop waits for one short chunk on a slow CPU and a GPU still gets big batches.
+    """Chunk sizes for work done in pieces between two partial maps: the first chunk is one item (a first partial
+    map soon); then the time of a chunk of ``b`` items is modelled as ``a + c b`` (a fixed cost per call plus a
+    cost per item, fitted to the chunks so far) and the next chunk takes about ``seconds`` (``CHUNK_SECONDS``), or
+    longer, up to ``CHUNK_SECONDS_MAX``, while the fixed cost would be more than 5% of it; never more than
+    ``growth`` times the last chunk nor ``limit`` items. A Stop does not wait for a chunk: it interrupts it
+    (:func:`~.api.attribute_steps`' ``stop``).
 
     >>> pace = Pace(limit=25)
     >>> for i, j in pace.chunks(50):
@@ -310,10 +316,13 @@ class Pace:
     ...         work(i, j)
     """
 
-    def __init__(self, limit: int, seconds: float = CHUNK_SECONDS):
+    growth = 4
+
+    def __init__(self, limit: int, seconds: float | None = None):
         self.limit = max(1, int(limit))
-        self.seconds = seconds
+        self.seconds = CHUNK_SECONDS if seconds is None else seconds
         self.size = 1
+        self.seen: list[tuple[int, float]] = []
 
     def chunks(self, n: int) -> Iterator[tuple[int, int]]:
         i = 0
@@ -326,8 +335,16 @@ class Pace:
         return _Timer(self, items)
 
     def took(self, items: int, seconds: float) -> None:
-        per = max(seconds, 1e-6) / max(1, items)
-        self.size = max(1, min(self.limit, 2 * items, int(self.seconds / per)))
+        self.seen = (self.seen + [(items, max(seconds, 1e-6))])[-6:]
+        b = np.array([s[0] for s in self.seen], float)
+        t = np.array([s[1] for s in self.seen])
+        fixed, per = 0.0, seconds / items
+        if len(set(b)) > 1:  # least squares t = a + c b over the last chunks, clamped to sense
+            c, a = np.polyfit(b, t, 1)
+            if c > 0:
+                fixed, per = min(max(a, 0.0), seconds), c
+        budget = min(max(self.seconds, 20 * fixed), max(self.seconds, CHUNK_SECONDS_MAX))
+        self.size = max(1, min(self.limit, self.growth * items, int((budget - fixed) / per)))
 
 
 class _Timer:

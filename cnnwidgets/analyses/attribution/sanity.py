@@ -88,7 +88,8 @@ def _randomize(module: nn.Module, gen: torch.Generator) -> None:
 
 
 def sanity_check(probe, image, method: str = "saliency", target: int | None = None, steps: int = 5,
-                 seed: int = 0, progress: bool = False, options: dict | None = None, **opts) -> Iterator[Step]:
+                 seed: int = 0, progress: bool = False, options: dict | None = None, stop=None,
+                 **opts) -> Iterator[Step]:
     """Cascading randomisation: yields ``Step(i, total, Attribution, info)`` for the trained model
     (i = 0) and after each group of top layers is re-initialised (random normal / sqrt(fan-in), from a
     generator seeded with ``seed``). ``info``: ``randomized`` (layer names so far), ``group`` (this step's),
@@ -96,14 +97,14 @@ def sanity_check(probe, image, method: str = "saliency", target: int | None = No
     ``target`` stays the trained model's top-1. ``progress=True`` also yields the map being computed as it
     sharpens (``info["final"]`` False, ``value`` partial or None), so a job can stop between two of them.
     The method's options come as keywords or as ``options={...}`` (Integrated Gradients' ``steps`` is not the
-    number of randomisation steps)."""
+    number of randomisation steps). ``stop``: an Event that ends the job within one layer (see ``attribute_steps``)."""
     opts = {**(options or {}), **opts}
     check_classifier(probe)
     attribute_steps(probe, image, method, target, **opts)  # method, options and target checked before any work
-    return _cascade(probe, image, method, target, steps, seed, progress, opts)
+    return _cascade(probe, image, method, target, steps, seed, progress, opts, stop)
 
 
-def _cascade(probe, image, method, target, steps, seed, progress, opts) -> Iterator[Step]:
+def _cascade(probe, image, method, target, steps, seed, progress, opts, stop) -> Iterator[Step]:
     if target is None:
         target = top_classes(probe, image, 1)[0][0]
     clone = probe.copy()  # the weights copied once; the model itself is never touched
@@ -123,10 +124,12 @@ def _cascade(probe, image, method, target, steps, seed, progress, opts) -> Itera
             info = {"randomized": list(done), "group": list(g),
                     "label": f"randomised down to {short}" if len(done) > 1 else f"randomised {short}"}
         a = None
-        for s in attribute_steps(clone, image, method, target, **opts):
+        for s in attribute_steps(clone, image, method, target, stop=stop, **opts):
             a = s.value
             if progress and (a is None or a.partial):
                 yield Step(i, total, a, {**info, "final": False, "status": s.info["status"]})
+        if a is None or a.partial:  # stopped
+            return
         m = a.as_map("abs")
         if ref is None:
             ref = m

@@ -11,8 +11,9 @@ import ipywidgets as W
 from ... import render
 from ...analyses import attribution as A
 from ...runner import Step
-from .._base import RunControls, reachable_widgets
+from .._base import reachable_widgets
 from .display import DisplayControls, title
+from .slot import Slot
 
 SIDE = 180
 
@@ -76,7 +77,7 @@ class GridTab:
         self.grid = TileGrid(display)
         self.value = None
         self.weights = None  # the weights the results come from
-        self.run = RunControls(self._make, self._frame, total=self.total, message=message, mode=panel.mode,
+        self.run = Slot(self._make, self._frame, total=self.total, message=message, mode=panel.mode,
                                unit=self.unit, panel=panel, fps=4, stale=lambda: [self.grid.box, self.heading_html])
         self.box = W.VBox([W.HTML(self.intro_html()), W.HBox([*extra, self.run]), self.note, self.heading_html,
                            self.grid.box])
@@ -142,7 +143,7 @@ class AllMethods(GridTab):
 
     def job(self):
         p = self.panel
-        return A.all_methods(p.probe, p.image, p.target, **{m: p.options(m) for m in A.METHODS})
+        return A.all_methods(p.probe, p.image, p.target, stop=self.run.event(), **{m: p.options(m) for m in A.METHODS})
 
     def items(self):
         return [(a, title(a.kind.short or a.label, _sub(a))) for a in self.value.values()]
@@ -168,19 +169,23 @@ class CompareModels(GridTab):
         p = self.panel
         method, target, probes = p.method, p.target, list(p.compare_probes)
         layer_opts = {o.name for o in A.get(method).options if o.kind == "layer"}
-        jobs = []
+        jobs, stop = [], self.run.event()
         for q in probes:  # every model's options checked before any work
             same = q.num_classes == p.probe.num_classes
             opts = {k: v for k, v in p.options(method).items() if q is p.probe or k not in layer_opts}
-            jobs.append(A.attribute_steps(q, p.image, method, target if same else None, **opts))
+            jobs.append(A.attribute_steps(q, p.image, method, target if same else None, stop=stop, **opts))
 
         def run():
             out: list[A.Attribution] = []
             for i, steps in enumerate(jobs):
+                last = None
                 for s in steps:
-                    if s.value is not None:
-                        yield Step(i + (0 if s.value.partial else 1), len(jobs), out + [s.value], s.info)
-                out.append(s.value)
+                    last = s.value if s.value is not None else last
+                    yield Step(i + (0 if last is None or last.partial else 1), len(jobs),
+                               out + ([last] if last is not None else []), s.info)
+                if last is None or last.partial:  # stopped
+                    return
+                out.append(last)
         return run()
 
     def items(self):
@@ -193,6 +198,7 @@ class CompareModels(GridTab):
 
 
 class SanityCheck(GridTab):
+    unit = "map"
     intro = ("<b>Sanity check</b> (Adebayo et al. 2018): the model's weights are re-initialised from the top "
              "(classifier) down, one group more at each step, on a copy of the model. A good explanation "
              "<i>changes</i> when the model is destroyed: ρ (Spearman rank correlation with the trained "
@@ -209,7 +215,7 @@ class SanityCheck(GridTab):
     def job(self):
         p = self.panel
         steps = A.sanity_check(p.probe, p.image, p.method, p.target, steps=self.levels.value, progress=True,
-                               options=p.options())
+                               options=p.options(), stop=self.run.event())
 
         def run():  # cumulative, so a frame the runner drops loses no tile
             done: list[Step] = []

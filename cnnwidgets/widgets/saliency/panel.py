@@ -12,11 +12,12 @@ import traitlets as T
 from ...analyses import attribution as A
 from ...images import sample_image, sample_names
 from ...runner import default_mode
-from .._base import Message, Panel, RunControls, uploaded_files
+from .._base import Message, Panel, uploaded_files
 from .display import STYLE, DisplayControls
 from .grids import AllMethods, CompareModels, SanityCheck
 from .mapview import MapView
 from .options import OptionControls
+from .slot import Slot
 
 YOURS = "(your image)"
 
@@ -83,7 +84,7 @@ class Saliency(Panel):
         self.display = DisplayControls(self._redraw)
         self.opts = OptionControls(probe, self._on_option)
         self.map = MapView(self.display)
-        self.map_run = RunControls(self._map_job, self._map_frame, message=_Line(self.message, self._method_label),
+        self.map_run = Slot(self._map_job, self._map_frame, message=_Line(self.message, self._method_label),
                                    mode=self.mode, start=False, pause=False, stale=self.map.stale, panel=self, fps=4)
         self.grids = [AllMethods(self, self.display, _Line(self.message, lambda: "All methods")),
                       CompareModels(self, self.display, _Line(self.message, lambda: "Compare models")),
@@ -270,7 +271,8 @@ class Saliency(Panel):
 
     def _map_job(self):
         m = A.get(self.method)
-        job = A.attribute_steps(self.probe, self._image, m.name, self.target, **self.options())  # checked here
+        job = A.attribute_steps(self.probe, self._image, m.name, self.target, stop=self.map_run.event(),
+                                **self.options())  # method, options and class checked here
         self.map_run.unit = m.unit
         if self._weights_seen is not None and self.probe.weights_version() != self._weights_seen:
             for g in self.grids:
