@@ -80,9 +80,11 @@ FORCE:
 # - slow tests of the loops and analyses rather than of the widgets (they run in the main suite);
 # - the rest of tests/: no panel (analyses, probe, images), or the dev tools .venv-colab does not have (torch-lucent,
 #   nbclient, playwright: benchmarks, notebooks, browsers), or a fresh clone.
-COLAB_UNIT_TESTS ?= $(wildcard tests/test_colab_widgets.py tests/test_widget_state.py tests/test_layer_slider.py \
-  tests/test_featuremaps.py tests/test_histogram.py tests/test_cka_heatmap.py tests/test_dream_panel.py \
-  tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py tests/test_explorer.py tests/test_close.py)
+# test_close first: it counts ipywidgets' live widgets, which jobs left running by earlier tests can add to.
+COLAB_UNIT_TESTS ?= $(wildcard tests/test_close.py tests/test_colab_widgets.py tests/test_widget_state.py \
+  tests/test_layer_slider.py tests/test_featuremaps.py tests/test_histogram.py tests/test_cka_heatmap.py \
+  tests/test_dream_panel.py tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py \
+  tests/test_explorer.py)
 COLAB_DESELECT := tests/test_featuremaps.py::test_upload_of_an_image_and_of_a_non_image \
   tests/test_featuremaps.py::test_paging_shows_every_one_of_2048_channels tests/test_featuremaps.py::test_other_models \
   tests/test_histogram.py::test_other_models_and_layers_without_bias \
