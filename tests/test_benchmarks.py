@@ -1,6 +1,5 @@
 """The benchmark scripts still run and print their tables (tiny settings: they are run on demand for the
-figures in the README; this only keeps them from rotting). SmoothGrad/IG (attribution.py) takes minutes
-at any setting and is left out."""
+figures in the README; this only keeps them from rotting)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ CASES = {
                ["faster than numpy", "any exact method is at most"]),
     "truncated_forward.py": (["--runs", "1", "--batch", "2"], ["full/trunc", "cold/cached"]),
     "featuremaps.py": (["--runs", "1", "--alt-runs", "1"], ["matplotlib ms", "target: ours < 50 ms per move"]),
+    "attribution.py": (["--tiny"], ["Integrated Gradients", "prog/one: progressive / one-shot", "Stop latency"]),
 }
 
 

@@ -24,7 +24,7 @@ randomisation sanity check in :mod:`.sanity`.
 """
 from ..attribution_display import channel_reduce, clip_percentile, normalize_map, overlay, to_rgb  # noqa: F401
 from .api import Stopped, all_methods, attribute, attribute_steps, interruptible  # noqa: F401
-from .base import (CHUNK_SECONDS, DEFAULTS, GRADIENT_METHODS, LABELS, METHODS, SLOW, Attribution, Method, Option, Pace,  # noqa: F401
+from .base import (DEFAULTS, GRADIENT_METHODS, LABELS, METHODS, SLOW, Attribution, Method, Option, Pace,  # noqa: F401
                    Partial, get, register, registered, spread, spread2d)
 from .common import (BASELINE_LABELS, BASELINES, cam_layer, channel_words, check_classifier, check_target,  # noqa: F401
                      class_names, default_cam_layer, find_classes, guarded, make_baseline, pixels, spatial_layers,

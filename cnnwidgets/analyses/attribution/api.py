@@ -9,8 +9,7 @@ from typing import Iterator
 import torch
 
 from ...runner import Step
-from .base import Attribution, Method, get
-from .base import registered
+from .base import Attribution, Method, get, registered
 from .common import check_classifier, check_target, guarded, pixels
 
 

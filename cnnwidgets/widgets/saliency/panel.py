@@ -85,7 +85,7 @@ class Saliency(Panel):
         self.opts = OptionControls(probe, self._on_option)
         self.map = MapView(self.display)
         self.map_run = Slot(self._map_job, self._map_frame, message=_Line(self.message, self._method_label),
-                                   mode=self.mode, start=False, pause=False, stale=self.map.stale, panel=self, fps=4)
+                            mode=self.mode, start=False, pause=False, stale=self.map.stale, panel=self, fps=4)
         self.grids = [AllMethods(self, self.display, _Line(self.message, lambda: "All methods")),
                       CompareModels(self, self.display, _Line(self.message, lambda: "Compare models")),
                       SanityCheck(self, self.display, _Line(self.message, lambda: "Sanity check"))]
@@ -120,7 +120,9 @@ class Saliency(Panel):
         self.top_buttons = [W.Button(layout=W.Layout(width="auto", max_width="230px")) for _ in range(5)]
         for i, b in enumerate(self.top_buttons):
             b.on_click(lambda _, i=i: self._pick_top(i))
-        self.search = W.Combobox(options=A.class_names(self.probe), placeholder="search a class by name, e.g. zebra",
+        names = A.class_names(self.probe)
+        example = "zebra" if "zebra" in names else names[-1]
+        self.search = W.Combobox(options=names, placeholder=f"search a class by name, e.g. {example}",
                                  ensure_option=False, continuous_update=False, layout=W.Layout(width="260px"))
         self.options_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.no_options = W.HTML("<i>none: computed at once</i>")
