@@ -9,6 +9,7 @@ import time
 import traceback
 from typing import Any, Callable, Iterator
 
+import bqplot as bq
 import ipywidgets as W
 import numpy as np
 import traitlets as T
@@ -17,6 +18,9 @@ from .. import render
 from ..runner import Runner
 
 IPYW8 = int(W.__version__.split(".")[0]) >= 8
+
+#: a vertical axis on the left in bqplot 0.12 (an ``orientation`` trait) and 0.13 (``side`` alone; orientation follows)
+VERTICAL = {"side": "left", **({"orientation": "vertical"} if "orientation" in bq.Axis.class_trait_names() else {})}
 
 
 #: styles every panel carries: a result about to be replaced is dimmed (never shown as current)
@@ -120,10 +124,10 @@ class Panel(W.VBox):
     # --- closing ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the panel's jobs, undo its observers and links, and close every widget it made."""
-        for c in list(self._jobs):
+        for c in list(self.__dict__.get("_jobs", ())):  # (a panel whose constructor raised has none)
             c.stop(wait=10)
         self._pending = []
-        for fn in self._on_close:
+        for fn in self.__dict__.get("_on_close", ()):
             try:
                 fn()
             except Exception:  # closing must not fail half way
@@ -327,7 +331,7 @@ def clear_upload(upload: W.FileUpload) -> None:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word if n == 1 else word + ('es' if word.endswith(('ch', 'sh', 's', 'x')) else 's')}"
 
 
 class RunControls(W.HBox):

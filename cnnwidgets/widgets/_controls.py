@@ -1,7 +1,6 @@
 """Controls shared by the FeatureMaps and Histogram panels: the input-image picker and layer options."""
 from __future__ import annotations
 
-import html
 import io
 from typing import Callable
 

@@ -18,7 +18,7 @@ import traitlets as T
 from .. import render
 from ..analyses import cka
 from ..images import sample_batch
-from ._base import Message, Panel, RunControls, image_widget, set_image
+from ._base import VERTICAL, Message, Panel, RunControls, image_widget, set_image
 
 GRID_MAX = 64  #: above this many rows or columns, the canvas HeatMap is used
 MODES = ("layers", "channels", "models")
@@ -114,7 +114,7 @@ class CKAHeatmap(Panel):
 
         # heatmap
         self._cs = bq.ColorScale(scheme="Blues", min=0.0, max=1.0)
-        self._caxis = bq.ColorAxis(scale=self._cs, orientation="vertical", side="right", label="CKA", tick_format=".1f")
+        self._caxis = bq.ColorAxis(scale=self._cs, **{**VERTICAL, "side": "right"}, label="CKA", tick_format=".1f")
         self.figure_widget = bq.Figure(marks=[], axes=[], fig_margin=dict(top=30, bottom=100, left=110, right=100),
                                        layout=W.Layout(width="660px", height="620px"), title="")
         self.hover = W.HTML("<span style='color:#666'>hover a cell for its value; click it to compare the pair</span>")
@@ -246,7 +246,7 @@ class CKAHeatmap(Panel):
             clustered = self.order is not None
             ticks = lambda k: [] if clustered else list(range(0, k, max(1, int(np.ceil(k / 8 / 16)) * 16)))  # noqa: E731
             ax = bq.Axis(scale=xs, label=axis_label[1], tick_values=ticks(m.shape[1]), tick_format="d")
-            ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], tick_values=ticks(m.shape[0]),
+            ay = bq.Axis(scale=ys, **VERTICAL, label=axis_label[0], tick_values=ticks(m.shape[0]),
                          tick_format="d", label_offset="45px")
             self.hover.value = "<span style='color:#666'>click a cell to see its value and the two maps</span>"
         else:
@@ -265,7 +265,7 @@ class CKAHeatmap(Panel):
             style = {"font-size": "9px" if small else "11px"}
             rotate = -90 if max(m.shape) > 8 else -30
             ax = bq.Axis(scale=xs, label=axis_label[1], tick_rotate=rotate, tick_style=style, label_offset="75px")
-            ay = bq.Axis(scale=ys, orientation="vertical", label=axis_label[0], tick_style=style, label_offset="85px")
+            ay = bq.Axis(scale=ys, **VERTICAL, label=axis_label[0], tick_style=style, label_offset="85px")
         self._mark = mark
         self.figure_widget.marks = marks
         self.figure_widget.axes = [ax, ay, self._caxis]

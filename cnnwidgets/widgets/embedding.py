@@ -13,7 +13,7 @@ from .. import render
 from ..analyses import embedding as E
 from ..images import sample_dataset
 from ..imagesets import class_order, image_set, known_length
-from ._base import LayerSlider, Message, Panel, RunControls, image_widget, set_image
+from ._base import VERTICAL, LayerSlider, Message, Panel, RunControls, image_widget, set_image
 
 #: tab10, then tab20's light shades: 20 distinct colours before they repeat
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -93,7 +93,7 @@ class Embedding(Panel):
         self._classes: list[str] = []  # class name of each mark, in legend order
         self._class_ids: list[int | None] = []
         self.ax_x = bq.Axis(scale=self.xs, label="component 1")
-        self.ax_y = bq.Axis(scale=self.ys, orientation="vertical", label="component 2")
+        self.ax_y = bq.Axis(scale=self.ys, **VERTICAL, label="component 2")
         self.fig = bq.Figure(marks=[], axes=[self.ax_x, self.ax_y], title="Press Compute",
                              layout=W.Layout(width="520px", height="440px"),
                              fig_margin={"top": 50, "bottom": 50, "left": 50, "right": 20})

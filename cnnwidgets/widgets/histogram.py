@@ -9,7 +9,7 @@ import numpy as np
 import traitlets as T
 
 from ..analyses import stats
-from ._base import LayerSlider, Message, Panel, nice_ticks
+from ._base import VERTICAL, LayerSlider, Message, Panel, nice_ticks
 from ._controls import ImageInput
 
 COLUMNS = [  # (sort key, header, width in characters)
@@ -45,7 +45,7 @@ class _Chart:
         self.figure = bq.Figure(
             marks=[self.bars], padding_y=0.0, padding_x=0.02,
             axes=[bq.Axis(scale=self.x, label="value", tick_format=".2~g"),
-                  bq.Axis(scale=self.y, orientation="vertical", label="count", tick_format=".2~s",
+                  bq.Axis(scale=self.y, **VERTICAL, label="count", tick_format=".2~s",
                           label_offset="35px")],
             fig_margin=dict(top=10, bottom=40, left=50, right=12),
             layout=W.Layout(width=f"{width}px", height=f"{height}px"))

@@ -8,13 +8,11 @@ import ipywidgets as W
 import numpy as np
 
 from ... import render
-from .._base import nice_ticks, set_image
+from .._base import VERTICAL, nice_ticks, set_image
 
 CANVAS_PX = 384  #: the canvas is drawn this wide in the notebook
 MIN_SHOWN = 128  #: smaller images are enlarged (nearest neighbour) to at least this before they are sent: crisp pixels
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-#: a vertical axis on the left in bqplot 0.12 (an ``orientation`` trait) and 0.13 (``side`` alone; orientation follows)
-VERTICAL = {"side": "left", **({"orientation": "vertical"} if "orientation" in bq.Axis.class_trait_names() else {})}
 
 
 def to_rgb(images) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Dream: watch an image form that makes a layer, channel or neuron fire (the jobs are cnnwidgets.analyses.dream.jobs)."""
 from __future__ import annotations
 
-import ipywidgets as W
 import traitlets as T
 
 from ...analyses.dream import PRESETS
@@ -105,11 +104,6 @@ class Dream(Panel):
         self.observe(lambda ch: self._on_preset(), "preset")
         v.size_slider.observe(lambda ch: self._update_map(), "value")
         self._on_mode()
-
-    def close(self) -> None:
-        if "_jobs" not in self.__dict__:  # a bad argument stopped __init__ before the panel was built: nothing to stop
-            return W.VBox.close(self)
-        super().close()
 
     # --- reactions -----------------------------------------------------------------------------------
     @T.validate("layer")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import render
 from ...analyses import stats
-from .._base import dispose, image_widget, set_image
+from .._base import VERTICAL, dispose, image_widget, set_image
 
 GRID_W, GRID_H = 480, 480  # the largest the grid is drawn in the notebook (px)
 BIG = 240  # the large view's size (px); the browser scales it up (pixelated), Python only up to BIG_PX
@@ -105,7 +105,7 @@ class UnitsView:
         self.mark.on_element_click(lambda m, c: on_click(int(c["data"]["index"])))
         self.figure = bq.Figure(marks=[self.mark], padding_y=0.02,
                                 axes=[bq.Axis(scale=self.xs, label="unit"),
-                                      bq.Axis(scale=self.ys, orientation="vertical", label="activation", tick_format=".3g")],
+                                      bq.Axis(scale=self.ys, **VERTICAL, label="activation", tick_format=".3g")],
                                 fig_margin=dict(top=20, bottom=45, left=60, right=24),
                                 layout=W.Layout(width=f"{GRID_W}px", height="320px", display="none"))
         _no_toolbar(self.figure)
