@@ -99,14 +99,17 @@ def _steps(probe, m: Method, x: torch.Tensor, target: int | None, o: dict, stop=
             if part is None:
                 break
             a = None
+            extras = dict(part.extras)
+            note = extras.pop("note", "")
             if part.raw is not None:
                 raw = part.raw.detach().float()[0].cpu().numpy()
                 a = Attribution(map=m.reduce(raw), raw=raw, target=target, method=m.name, image=image,
                                 target_name=probe.class_name(target), score=float(logits[0, target]), prob=prob,
                                 options=dict(o), seconds=time.perf_counter() - t0, model=probe.name,
-                                done=part.done, total=total, **part.extras)
+                                done=part.done, total=total, **extras)
             unit = m.unit + ("" if total == 1 else "s")
             status = f"{m.label}: {part.done} / {total} {unit}" if total > 1 else f"{m.label}: done"
+            status += f" ({note})" if note else ""
             yield Step(part.done, total, a, {"status": status, "method": m.name})
     finally:
         gen.close()

@@ -94,7 +94,8 @@ class Option:
 
 class Partial(NamedTuple):
     """What :meth:`Method.steps` yields: ``done`` units of the method's total, the map so far (``1xCxHxW``
-    tensor, or None when there is nothing to show yet) and extras for the :class:`Attribution`."""
+    tensor, or None when there is nothing to show yet) and extras for the :class:`Attribution` (``"note"``: words
+    added to the progress line instead)."""
 
     done: int
     raw: torch.Tensor | None

@@ -36,8 +36,8 @@ class MapView:
         ])
 
     def stale(self) -> list:
-        """What a new map will replace: dimmed while it is computed."""
-        return [self.map_view, self.colour_bar, self.legend]
+        """What a new map will replace (the map and the words about it): dimmed while it is computed."""
+        return [self.caption, self.map_view, self.colour_bar, self.legend]
 
     def dim(self, on: bool) -> None:
         for w in self.stale():

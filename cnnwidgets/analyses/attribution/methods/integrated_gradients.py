@@ -29,7 +29,6 @@ def path_rule(approximation: str, n: int) -> tuple[list[float], list[float]]:
 class IntegratedGradients(Method):
     name = "integrated_gradients"
     label = "Integrated Gradients"
-    short = "Integrated Grad."
     slow = True
     unit = "path step"
     order = 30
@@ -47,7 +46,8 @@ class IntegratedGradients(Method):
     def legend(self, a):
         o = a.options
         delta = f"; completeness error {a.delta:.2g}" if a.delta is not None else ""
-        return f"gradients along the path from a {dict(BASELINE_LABELS)[o['baseline']]} to the image, {o['steps']} steps{delta}"
+        steps = f"{a.done} of {o['steps']} steps so far" if a.partial else f"{o['steps']} steps"
+        return f"gradients along the path from a {dict(BASELINE_LABELS)[o['baseline']]} to the image, {steps}{delta}"
 
     def check(self, o, x):
         if o["approximation"] != "gausslegendre" and o["steps"] < 2:

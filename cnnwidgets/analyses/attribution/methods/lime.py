@@ -95,8 +95,8 @@ class Lime(Method):
                 imgs = lime_images(x, seg, base, z[i:j])
                 ys.append(fn(imgs)[:, target].float().cpu().numpy())
                 ws.append(lime_weights(x, imgs).cpu().numpy())
-            if j < min(n, z.shape[1]):
-                yield Partial(j, None)  # fewer samples than superpixels: nothing to fit yet
+            if j < min(n, z.shape[1]):  # fewer samples than superpixels: nothing to fit yet
+                yield Partial(j, None, {"note": f"a first map at {z.shape[1]} samples, one per superpixel"})
                 continue
             coef = lime_fit(z[:j].numpy(), np.concatenate(ys), np.concatenate(ws))
             attr = torch.as_tensor(coef[seg], device=x.device)[None, None].expand(1, x.shape[1], *seg.shape)

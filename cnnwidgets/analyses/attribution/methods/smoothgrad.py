@@ -32,9 +32,9 @@ class SmoothGrad(Method):
     )
 
     def legend(self, a):
-        o = a.options
-        return (f"mean gradient over {o['samples']} noisy copies (σ = {o['noise']:g}), |·| max over "
-                f"{channel_words(a.image.shape[0])}")
+        n = a.done if a.partial else a.options["samples"]
+        return (f"mean gradient over {n} noisy cop{'y' if n == 1 else 'ies'} (σ = {a.options['noise']:g}), |·| max "
+                f"over {channel_words(a.image.shape[0])}")
 
     def total(self, o, x):
         return o["samples"]
