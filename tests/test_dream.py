@@ -324,10 +324,11 @@ def test_regularized_dreams_run_on_models_that_take_only_some_sizes(model_cls):
     torch.manual_seed(0)
     p = cw.Probe(model_cls(), device="cpu", input_size=64, mean=0.5, std=0.25)
     layer = "head" if model_cls is Skip32 else "mix"
-    steps = list(D.dream(p, D.channel(layer, 1), steps=12, size=64, seed=1))  # the random scale makes 88..97 px
-    assert len(steps) == 12 and all(np.isfinite(s.objective) for s in steps)
+    steps = list(D.dream(p, D.channel(layer, 1), steps=24, size=64, seed=1))  # pad and random scale: 76..84 px
+    assert len(steps) == 24 and all(np.isfinite(s.objective) for s in steps)
     assert steps[-1].image.shape[-2:] == (64, 64)
-    assert steps[-1].objective > steps[0].objective
+    first, last = (float(D.evaluate(p, D.channel(layer, 1), s.image)[0]) for s in (steps[0], steps[-1]))
+    assert last > first  # the image itself (no transforms) excites the channel more
 
 
 def test_a_size_the_model_refuses_is_named_for_what_it_is():

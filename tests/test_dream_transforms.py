@@ -145,3 +145,14 @@ def test_one_pass_at_a_fixed_size_is_the_transformed_image_resampled_to_it():
         assert float((b - ref).abs().mean()) < 0.02
     g = TR.to_size(TR.standard("each"), 64, 64)
     assert TR.compose(g)(x, torch.Generator().manual_seed(0)).shape[-2:] == (64, 64)
+
+
+def test_small_images_get_proportionally_small_pads_and_jitters():
+    """Lucent's pixel amounts are meant for ~224 px: a 28 px digit gets a 3 px pad and 2 px jitters, not 12 and 8."""
+    assert TR.standard(size=224)[0].pad_px == 12 and TR.standard(size=128)[0].jitter1 == 8
+    small = TR.standard(size=28)[0]
+    assert (small.pad_px, small.jitter1, small.jitter2) == (3, 2, 2)
+    sizes = TR.output_sizes(TR.standard(size=28), 28, 28)
+    assert max(max(s) for s in sizes) <= 40  # 28 + 2 x 3, scaled by at most 1.1
+    each = TR.standard("each", size=64)
+    assert TR.compose(each)(img(1, 64), torch.Generator().manual_seed(0)).shape[-1] <= 64 + 12 + 8

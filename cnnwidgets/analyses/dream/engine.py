@@ -298,7 +298,7 @@ def dream(probe, objective, *, steps: int | None = None, preset: str | Preset = 
         name = transforms if isinstance(transforms, str) else pr.transforms
         if name not in (None, "standard", "none"):
             raise ValueError(f"transforms must be 'standard', 'none', or a list of functions, got {name!r}.")
-        tlist = TR.standard() if name == "standard" else []
+        tlist = TR.standard(size=min(h, w)) if name == "standard" else []
     else:
         tlist = list(transforms)
 

@@ -374,8 +374,15 @@ def one_pass(pad_px: int = 12, jitter1: int = 8, scales: Sequence[float] = LUCEN
     return OnePass(pad_px, jitter1, scales, angles, jitter2, split)
 
 
-def standard(resample: str = "once") -> list[Transform]:
+#: below this image size (px) the transforms' pixel amounts shrink with the image (Lucent's are meant for ~224 px)
+SMALL = 128
+
+
+def standard(resample: str = "once", size: int | None = None) -> list[Transform]:
     """Lucent's ``standard_transforms``: pad 12 (grey), jitter 8, scale 0.9..1.1, rotate -10..10 deg, jitter 4.
+
+    ``size``: the image's (shorter) side; below :data:`SMALL` px the pad and jitters shrink in proportion (a
+    28 px digit padded by 12 and shifted by 8 px would mostly be border), at least 1 px of pad and 2 of jitter.
 
     ``resample="once"`` (default): the whole chain as one resampling (:func:`one_pass`), the fastest; a
     little sharper, it reached a higher final objective than Lucent's (16 seeds, 64 steps, the Dream
@@ -384,15 +391,17 @@ def standard(resample: str = "once") -> list[Transform]:
     steps it reached the same final objective as Lucent's (mean 17.69 vs 17.61), and costs less.
     ``"lucent"``: jitter and rotation resampled exactly as Lucent (kornia 0.4) does (:func:`warp`):
     with the same seed and the same random draws, a dream reproduces Lucent's image and objective."""
+    k = min(1.0, size / SMALL) if size else 1.0
+    p, j1, j2 = (12, 8, 4) if k == 1.0 else (max(1, round(12 * k)), max(2, round(8 * k)), max(2, round(4 * k)))
     if resample == "once":
-        return [one_pass()]
+        return [one_pass(p, j1, jitter2=j2)]
     if resample not in ("each", "lucent"):
         raise ValueError(f"resample must be 'once', 'each' or 'lucent', got {resample!r}.")
     exact = resample == "each"
     return [
-        pad(12, mode="constant", value=0.5),
-        jitter(8, exact),
+        pad(p, mode="constant", value=0.5),
+        jitter(j1, exact),
         random_scale(LUCENT_SCALES),
         random_rotate(LUCENT_ANGLES, exact),
-        jitter(4, exact),
+        jitter(j2, exact),
     ]
