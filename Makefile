@@ -13,7 +13,7 @@ SUDO   := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo))
 PORT   ?= 8888
 WORK   := my-notebooks
 
-.PHONY: demo test install install-demo install-dev install-colab test-colab chromium clean FORCE
+.PHONY: demo test wheel install install-demo install-dev install-colab test-colab chromium clean FORCE
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -124,5 +124,9 @@ demo: install-demo
 test: install-dev chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# A wheel to install elsewhere, e.g. on Colab: upload dist/cnnwidgets-*.whl, then !pip install cnnwidgets-*.whl
+wheel: | $(PY)
+	@$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w dist . && ls dist/cnnwidgets-*.whl
+
 clean:
-	rm -rf artifacts .pytest_cache
+	rm -rf artifacts .pytest_cache dist
