@@ -6,7 +6,8 @@
 For SmoothGrad, Integrated Gradients, occlusion and LIME at the Saliency panel's defaults (``DEFAULTS``) on
 efficientnet_lite0 (ImageNet weights) on the CPU, each repeat times, in turn (so drift hits them alike):
 
-* progressive: ``attribute_steps`` to its end (a partial map after each chunk of ~0.25 s; the time to the final map);
+* progressive: ``attribute_steps`` to its end, as the panel runs it (a partial map after each chunk of about a
+  second, a stop event checked at every layer; the time to the final map);
 * one-shot: Captum's own call on the same settings and the same draws: ``Saliency`` on the same noisy copies
   in batches of 25 (what ``NoiseTunnel`` does), ``IntegratedGradients(internal_batch_size=25)``,
   ``Occlusion(perturbations_per_eval=32)``, ``Lime(perturbations_per_eval=32)``; with the same setup (the
@@ -97,10 +98,11 @@ def bare(probe, image, method, n):
 
 
 def progressive(probe, image, method, o):
-    """``attribute_steps`` to its end: (final raw map, longest gap between two Steps, number of Steps)."""
+    """``attribute_steps`` to its end, with a stop event as the panel gives it (each layer checks it): (final raw
+    map, longest gap between two Steps, number of Steps)."""
     t = time.perf_counter()
     gaps, last = [], None
-    for last in A.attribute_steps(probe, image, method, **o):
+    for last in A.attribute_steps(probe, image, method, stop=threading.Event(), **o):
         now = time.perf_counter()
         gaps.append(now - t)
         t = now

@@ -177,6 +177,8 @@ def register(cls):
     m = cls() if isinstance(cls, type) else cls
     if not isinstance(m, Method) or not m.name or not m.label:
         raise TypeError("register() takes a Method subclass with a name and a label.")
+    if type(m).attribute is Method.attribute and type(m).steps is Method.steps:
+        raise TypeError(f"{type(m).__name__} computes nothing: implement attribute() (one go) or steps() (partial maps).")
     _REGISTRY[m.name] = m
     return cls
 
