@@ -289,6 +289,32 @@ class NotebookRun:
         self.close()
 
 
+
+#: Playwright's sync API runs one event loop per thread: a second ``sync_playwright().start()`` while the first is
+#: alive fails ("using Playwright Sync API inside the asyncio loop"). The session's ``lab`` and a test's own
+#: browser (the Colab notebook, the demo's server) therefore share one Playwright, each launching its own Chromium.
+_PLAYWRIGHT = {"pw": None, "users": 0}
+
+
+def _playwright_acquire():
+    from playwright.sync_api import sync_playwright
+
+    if _PLAYWRIGHT["pw"] is None:
+        _PLAYWRIGHT["pw"] = sync_playwright().start()
+    _PLAYWRIGHT["users"] += 1
+    return _PLAYWRIGHT["pw"]
+
+
+def _playwright_release():
+    _PLAYWRIGHT["users"] -= 1
+    if _PLAYWRIGHT["users"] <= 0 and _PLAYWRIGHT["pw"] is not None:
+        pw, _PLAYWRIGHT["pw"], _PLAYWRIGHT["users"] = _PLAYWRIGHT["pw"], None, 0
+        try:
+            pw.stop()
+        except Exception:
+            pass
+
+
 class Lab:
     """A JupyterLab server on a free 127.0.0.1 port, serving a temporary root, and a headless Chromium."""
 
@@ -398,11 +424,9 @@ class Lab:
 
     # --- browser ---------------------------------------------------------------------------
     def _start_browser(self):
-        from playwright.sync_api import sync_playwright
-
         if not Path(CHROMIUM).exists():
             raise RuntimeError(f"No Chromium at {CHROMIUM}: install it (apt-get install chromium) or set CNNWIDGETS_CHROMIUM.")
-        self._pw = sync_playwright().start()
+        self._pw = _playwright_acquire()
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
     # --- notebooks -------------------------------------------------------------------------
@@ -506,10 +530,7 @@ class Lab:
                 pass
             self.browser = None
         if self._pw is not None:
-            try:
-                self._pw.stop()
-            except Exception:
-                pass
+            _playwright_release()
             self._pw = None
         if self._proc is not None and self._proc.poll() is None:
             self._shutdown_sessions()
@@ -611,8 +632,5 @@ class AttachedLab(Lab):
                 pass
             self.browser = None
         if self._pw is not None:
-            try:
-                self._pw.stop()
-            except Exception:
-                pass
+            _playwright_release()
             self._pw = None
