@@ -88,9 +88,6 @@ def test_an_upload_that_is_not_an_image_is_said_under_this_ipywidgets(probe, cat
     fm.close()
 
 
-@pytest.mark.xfail(strict=True, reason="cnnwidgets/widgets/saliency/panel.py: Saliency._on_upload reads the upload "
-                   "but never clears it (no clear_upload), so the same file uploaded again is no change of value and "
-                   "is ignored, under ipywidgets 7 and 8; its owner fixes it (clear_upload, or ImageInput)")
 def test_the_same_png_uploaded_twice_is_taken_twice_by_saliency(probe, cat):
     sal = cw.Saliency(probe, cat)
     sal.join(120)
@@ -101,8 +98,10 @@ def test_the_same_png_uploaded_twice_is_taken_twice_by_saliency(probe, cat):
     front_end_upload(sal.upload, "rocket.png", content)
     sal.set_image(cat)
     front_end_upload(sal.upload, "rocket.png", content)
-    sal.close()
     assert shown.count((120, 90)) == 2, shown
+    front_end_upload(sal.upload, "notes.txt", b"hello")
+    assert "not an image" in sal.message.value and "notes.txt" in sal.message.value
+    sal.close()
 
 
 # --- no argument ipywidgets 7 would ignore -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import traitlets as T
 from ...analyses import attribution as A
 from ...images import sample_image, sample_names
 from ...runner import default_mode
-from .._base import Message, Panel, uploaded_files
+from .._base import Message, Panel, clear_upload, uploaded_files
 from .display import STYLE, DisplayControls
 from .grids import AllMethods, CompareModels, SanityCheck
 from .mapview import MapView
@@ -244,13 +244,20 @@ class Saliency(Panel):
 
     def _on_upload(self, change) -> None:
         files = uploaded_files(self.upload)
-        if files:
-            from PIL import Image
+        if not files:
+            return
+        name, content = files[-1]
+        clear_upload(self.upload)  # the same file uploaded again is then a change, and is taken again
+        from PIL import Image, UnidentifiedImageError
 
-            try:
-                self.set_image(Image.open(io.BytesIO(files[-1][1])).convert("RGB"))
-            except Exception as e:
-                self.message.exception(e)
+        try:
+            with Image.open(io.BytesIO(content)) as im:
+                img = im.convert("RGB")
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            self.message.error(f"{name!r} is not an image file (PNG, JPEG, GIF, BMP, TIFF, WebP ...): "
+                               f"{type(e).__name__}. Upload a picture instead.")
+            return
+        self.set_image(img)
 
     def _show_options(self) -> None:
         rows = self.opts.row(self.method)
