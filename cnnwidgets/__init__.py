@@ -23,11 +23,13 @@ _LAZY = {
     "Embedding": "cnnwidgets.widgets.embedding",
     "Explorer": "cnnwidgets.widgets.explorer",
     "ImageGrid": "cnnwidgets.widgets.imagegrid",
+    "Monitor": "cnnwidgets.widgets.monitor",
     "cka": "cnnwidgets.analyses.cka",
     "dream": "cnnwidgets.analyses.dream",
     "attribution": "cnnwidgets.analyses.attribution",
     "stats": "cnnwidgets.analyses.stats",
     "embedding": "cnnwidgets.analyses.embedding",
+    "monitor": "cnnwidgets.analyses.monitor",
 }
 
 
