@@ -16,6 +16,7 @@ CASES = {
     "truncated_forward.py": (["--runs", "1", "--batch", "2"], ["full/trunc", "cold/cached"]),
     "featuremaps.py": (["--runs", "1", "--alt-runs", "1"], ["matplotlib ms", "target: ours < 50 ms per move"]),
     "attribution.py": (["--tiny"], ["Integrated Gradients", "prog/one: progressive / one-shot", "Stop latency"]),
+    "monitor.py": (["--tiny"], ["with/without", "time inside the monitor's calls", "bit for bit the same with and without: True"]),
 }
 
 

@@ -377,3 +377,22 @@ def test_lightning_callback_call_sequence(data):
     cb.on_train_end(trainer, m)
     assert mon.history.steps == [0, 2, 4, 5]
     assert mon.history.losses()[0].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_widget_state_is_json_after_use_and_close_frees_every_widget(data):
+    from test_close import registry
+    from test_widget_state import json_state, update
+
+    x, y = data
+    m, probe = model_and_probe()
+    before = len(registry())
+    mon = cw.Monitor(probe, images=x[:16], every=5)
+    train(m, x, y, 12, mon, nan_at=(2,))
+    mon.finish()
+    update(mon.slider, value=1)  # moves from the front end, through ipywidgets' own handler
+    update(mon.layer_select, index=1)
+    update(mon.norm_kind, index=1)
+    assert mon.layer == "cnn.4" and mon.slider.value == 1 and mon.norm_kind.value == "grad norm"
+    json_state(mon, "after training, a scrub, a layer and the gradients chosen")
+    mon.close()
+    assert len(registry()) == before

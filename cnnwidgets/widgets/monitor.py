@@ -140,6 +140,7 @@ class Monitor(Panel):
         self._last_snap_time = time.perf_counter()
         self._last_draw = 0.0
         self._shown = False
+        self._drawn = None  # (snapshots, last step) the snapshot views were drawn from
         self.draws = 0
 
         self.message = Message()
@@ -326,9 +327,12 @@ class Monitor(Panel):
                 self.slider.value = self.slider.max
         self._draw_header()
         self._draw_loss()
-        self._draw_norms()
-        self._draw_frame()
-        self._draw_cka()
+        key = (n, h.steps[-1] if n else None)
+        if key != self._drawn:  # the rest changes only with a new snapshot
+            self._drawn = key
+            self._draw_norms()
+            self._draw_frame()
+            self._draw_cka()
 
     def _draw_header(self) -> None:
         h = self.history
