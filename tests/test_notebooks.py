@@ -9,7 +9,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_without_error(path):
+def test_notebook_runs_without_error(path, monkeypatch):
+    monkeypatch.setenv("CNNWIDGETS_QUICK", "1")  # notebooks that train run a shorter schedule (train_and_watch: 10 s)
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 

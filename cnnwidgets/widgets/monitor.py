@@ -158,10 +158,11 @@ class Monitor(Panel):
                                      layout=W.Layout(width="420px", height="260px"))
         # weight / gradient norms
         self._nx, self._ny = bq.LinearScale(), bq.LogScale()
+        self._nx_axis = bq.Axis(scale=self._nx, label="training step", tick_format="~s", num_ticks=5)
         self.norm_lines = bq.Lines(x=[0, 1], y=[[np.nan, np.nan]], scales={"x": self._nx, "y": self._ny}, colors=COLORS,
                                    labels=["-"], display_legend=True, marker="circle", marker_size=12)
         self.norm_figure = bq.Figure(marks=[self.norm_lines], title="norm of each layer's weights", legend_location="top-left",
-                                     axes=[bq.Axis(scale=self._nx, label="training step", tick_format="~s", num_ticks=5),
+                                     axes=[self._nx_axis,
                                            bq.Axis(scale=self._ny, **VERTICAL, tick_format=".2~g")],
                                      fig_margin=dict(top=30, bottom=40, left=55, right=15),
                                      layout=W.Layout(width="420px", height="260px"))
@@ -337,6 +338,12 @@ class Monitor(Panel):
     def _draw_header(self) -> None:
         h = self.history
         s, v = h.losses()
+        if not len(v) and any(h.names):  # checkpoints: no loss, one snapshot per file
+            self.header.value = (f"<b>Checkpoints</b> · {html.escape(h.model)} · {len(h)} file{'s' if len(h) != 1 else ''}: "
+                                 f"{html.escape(', '.join(h.names))}")
+            self.loss_figure.layout.display = "none"
+            self._nx_axis.label = "checkpoint (in the order given)"
+            return
         finite = v[np.isfinite(v)] if len(v) else v
         last = f"loss {_fmt(v[-1])}" if len(v) else "no loss yet"
         where = "" if self.recorder is None else f" · last snapshot took {1000 * self.recorder.last_seconds:.0f} ms"
