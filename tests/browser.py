@@ -382,10 +382,14 @@ class Lab:
             cmd.append("--allow-root")
         self._proc = subprocess.Popen(cmd, cwd=self.root, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        self._wait_for_server("JupyterLab", timeout)
+
+    def _wait_for_server(self, what: str, timeout: float) -> None:
+        """Until the server started in ``self._proc`` answers /api/status; its log in the error if it does not."""
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self._proc.returncode}:\n{self.server_log()}")
+                raise RuntimeError(f"{what} exited with {self._proc.returncode}:\n{self.server_log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:
@@ -393,7 +397,7 @@ class Lab:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"JupyterLab did not answer on {self.url} in {timeout}s:\n{self.server_log()}")
+                raise TimeoutError(f"{what} did not answer on {self.url} in {timeout}s:\n{self.server_log()}")
             time.sleep(0.3)
 
     def server_log(self, tail: int = 4000) -> str:
@@ -428,6 +432,17 @@ class Lab:
             raise RuntimeError(f"No Chromium at {CHROMIUM}: install it (apt-get install chromium) or set CNNWIDGETS_CHROMIUM.")
         self._pw = _playwright_acquire()
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+    def _close_browser(self):
+        if self.browser is not None:
+            try:
+                self.browser.close()
+            except Exception:
+                pass
+            self.browser = None
+        if self._pw is not None:
+            _playwright_release()
+            self._pw = None
 
     # --- notebooks -------------------------------------------------------------------------
     def write_notebook(self, cells, name: str) -> str:
@@ -523,15 +538,7 @@ class Lab:
             except Exception:
                 pass
         self._open = []
-        if self.browser is not None:
-            try:
-                self.browser.close()
-            except Exception:
-                pass
-            self.browser = None
-        if self._pw is not None:
-            _playwright_release()
-            self._pw = None
+        self._close_browser()
         if self._proc is not None and self._proc.poll() is None:
             self._shutdown_sessions()
             try:
@@ -625,12 +632,4 @@ class AttachedLab(Lab):
             except Exception:
                 pass
         self._open = []
-        if self.browser is not None:
-            try:
-                self.browser.close()
-            except Exception:
-                pass
-            self.browser = None
-        if self._pw is not None:
-            _playwright_release()
-            self._pw = None
+        self._close_browser()

@@ -18,12 +18,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 
-from browser import _ANSI, REPO, CellError, Lab, NotebookRun, _die_with_parent
+from browser import REPO, CellError, Lab, NotebookRun, _die_with_parent
 
 COLAB_VENV = REPO / os.environ.get("CNNWIDGETS_COLAB_VENV", ".venv-colab")
 KERNEL = "cnnwidgets-colab"
@@ -225,21 +224,7 @@ class ClassicNotebook(Lab):
             cmd.append("--allow-root")
         self._proc = subprocess.Popen(cmd, cwd=self.root, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"jupyter notebook exited with {self._proc.returncode}:\n{self.server_log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"jupyter notebook did not answer on {self.url} in {timeout}s:\n{self.server_log()}")
-            time.sleep(0.3)
+        self._wait_for_server("jupyter notebook", timeout)
 
     def write_notebook(self, cells, name: str) -> str:
         path = super().write_notebook(cells, name)
