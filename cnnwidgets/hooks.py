@@ -2,7 +2,8 @@
 
 :func:`capture` registers forward hooks that collect layer outputs and (optionally) stop the forward
 right after the deepest requested layer; :func:`trace` records every module's output shape and call
-order; :func:`conv_bn_pairs` finds convolutions feeding a BatchNorm. Each is a ``with`` block or
+order; :func:`conv_bn_pairs` finds convolutions feeding a BatchNorm; :func:`stop_checks` lets a Stop end a
+forward or backward at the next layer. Each is a ``with`` block or
 removes its hooks in ``finally``, so an exception, a ``KeyboardInterrupt`` or a re-run cell cannot
 leave a hook behind. The user's own module never gets a hook (:mod:`cnnwidgets.view`).
 """
@@ -107,6 +108,32 @@ def trace(model: nn.Module) -> Iterator[dict]:
             if n:
                 handles.append(m.register_forward_hook(keep_shape(n)))
         yield rec
+    finally:
+        for h in handles:
+            h.remove()
+
+
+
+@contextlib.contextmanager
+def stop_checks(model: nn.Module, stop, error: type[BaseException]) -> Iterator[None]:
+    """While the block runs, every leaf module of ``model`` (a view) checks the event ``stop`` after its forward
+    and when its output's gradient arrives in the backward, and raises ``error`` once it is set."""
+    if stop is None:
+        yield
+        return
+
+    def check(*_):
+        if stop.is_set():
+            raise error
+
+    def after(module, inputs, output):
+        check()
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(check)  # returns None: the gradient is unchanged
+
+    handles = [m.register_forward_hook(after) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()

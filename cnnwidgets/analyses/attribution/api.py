@@ -1,13 +1,13 @@
 """The verb: ``attribute(probe, image, method, target, **options)``, and the same as a job of partial maps."""
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Iterator
 
 import torch
 
+from ... import hooks
 from ...runner import Step
 from .base import Attribution, Method, get, registered
 from .common import check_classifier, check_target, guarded, pixels
@@ -17,30 +17,11 @@ class Stopped(Exception):
     """Raised inside the model's forward or backward once a job's ``stop`` event is set (caught by the job)."""
 
 
-@contextlib.contextmanager
 def interruptible(fn, stop: threading.Event | None):
     """While the block runs, every layer of the pixel model ``fn`` checks ``stop`` after its forward and when its
     gradient arrives in the backward, and raises :class:`Stopped` once it is set: a Stop does not wait for a chunk
     of work to finish."""
-    if stop is None:
-        yield
-        return
-
-    def check(*_):
-        if stop.is_set():
-            raise Stopped
-
-    def after(module, inputs, output):
-        check()
-        if isinstance(output, torch.Tensor) and output.requires_grad:
-            output.register_hook(check)  # returns None: the gradient is unchanged
-
-    handles = [m.register_forward_hook(after) for m in fn.modules() if next(m.children(), None) is None]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return hooks.stop_checks(fn, stop, Stopped)
 
 
 def attribute(probe, image, method: str = "saliency", target: int | None = None, *, resize: bool = True,
