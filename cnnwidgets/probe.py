@@ -365,9 +365,6 @@ class Probe:
         edits through ``.data``, replaced layers). Panels compare it to know their results are stale."""
         return view.fingerprint(self.model)
 
-    def _weights_version(self) -> str:  # kept for callers of the old name
-        return self.weights_version()
-
     # --- layers --------------------------------------------------------------------------------
     def _dry_run(self, hw) -> tuple[dict, object]:
         x = torch.zeros(1, self.transform.channels, *hw, device=self.device)

@@ -69,7 +69,7 @@ def _digest(t: torch.Tensor):
 def fingerprint(model: nn.Module) -> str:
     """A short hex digest of the model's structure and of every bit of its weights and buffers.
 
-    Reads every weight once (about 2 ms for 4.7 M parameters on a CPU); catches in-place edits that
+    Reads every weight once (its cost: ``benchmarks/private_view.py``); catches in-place edits that
     bump no autograd version (``w.data.mul_(2)``, ``w.data[mask] = 0``) as well as training steps,
     ``load_state_dict`` and replaced tensors or modules."""
     mods, tensors = modules_and_tensors(model)
