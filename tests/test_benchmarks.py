@@ -15,6 +15,7 @@ CASES = {
                ["faster than numpy", "any exact method is at most"]),
     "truncated_forward.py": (["--runs", "1", "--batch", "2"], ["full/trunc", "cold/cached"]),
     "featuremaps.py": (["--runs", "1", "--alt-runs", "1"], ["matplotlib ms", "target: ours < 50 ms per move"]),
+    "private_view.py": (["--runs", "1", "--size", "64", "--models", "resnet18"], ["probe/model", "fingerprint"]),
     "attribution.py": (["--tiny"], ["Integrated Gradients", "prog/one: progressive / one-shot", "Stop latency"]),
     "monitor.py": (["--tiny"], ["with/without", "time inside the monitor's calls", "bit for bit the same with and without: True"]),
 }
