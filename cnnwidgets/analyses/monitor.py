@@ -515,15 +515,15 @@ class Recorder:
 
 def from_checkpoints(probe, paths: Sequence, image=None, images=None, **kwargs) -> History:
     """A :class:`History` of saved state dicts (``weights_only`` loading; ``probe`` must be over a private model the
-    checkpoints may be loaded into): one snapshot per file, in the order given, named after the file; CKA against
-    the first."""
+    checkpoints may be loaded into): one snapshot per file, in the order given (steps 1, 2, ...), named after the
+    file; CKA against the first."""
     from ..models import load_checkpoint
 
     paths = [Path(p).expanduser() for p in paths]
     if not paths:
         raise ValueError("from_checkpoints needs at least one checkpoint file.")
     rec = None
-    for i, p in enumerate(paths):
+    for i, p in enumerate(paths, 1):
         load_checkpoint(probe.model, p)
         if rec is None:
             rec = Recorder(probe, image, images, step=i, name=p.name, **kwargs)

@@ -24,8 +24,9 @@ import traitlets as T
 
 from .. import render
 from ..analyses import monitor as M
-from ._base import VERTICAL, Message, Panel, set_image
+from ._base import VERTICAL, Message, Panel, nice_ticks, set_image
 
+TITLE = {"font-size": "14px"}
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 MAX_LINE_POINTS = 1500
 MAX_CKA_COLUMNS = 40
@@ -69,6 +70,15 @@ def _grid(rows: list, cols: list, color: np.ndarray):
     return rows, cols, color
 
 
+def _step_axis(scale, axis, lo: float, hi: float, whole: bool = True) -> None:
+    """An axis of training steps from ``lo`` to ``hi`` with round ticks (bqplot's own split the exact range)."""
+    if hi <= lo:
+        hi = lo + 1
+    scale.min, scale.max = lo, hi
+    ticks = nice_ticks(lo, hi, 5)
+    axis.tick_values = ticks[ticks == np.round(ticks)] if whole else ticks
+
+
 def _fmt(v: float) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
@@ -79,7 +89,7 @@ class _Bars:
     def __init__(self, color: str, xlabel: str, width: int = 300, height: int = 170):
         self.x, self.y = bq.LinearScale(), bq.LinearScale(min=0.0)
         self.bars = bq.Bars(x=[0.0], y=[0.0], scales={"x": self.x, "y": self.y}, padding=0.05, colors=[color])
-        self.figure = bq.Figure(marks=[self.bars], padding_y=0.0, padding_x=0.02, title="",
+        self.figure = bq.Figure(marks=[self.bars], padding_y=0.0, padding_x=0.02, title="", title_style=TITLE,
                                 axes=[bq.Axis(scale=self.x, label=xlabel, tick_format=".2~g", num_ticks=4),
                                       bq.Axis(scale=self.y, **VERTICAL, label="count", tick_format=".2~s", num_ticks=3,
                                               label_offset="35px")],
@@ -147,21 +157,23 @@ class Monitor(Panel):
         self.header = W.HTML()
         # loss
         self._lx, self._ly = bq.LinearScale(), bq.LinearScale()
-        self.loss_line = bq.Lines(x=[0, 1], y=[np.nan, np.nan], scales={"x": self._lx, "y": self._ly}, colors=["#1f77b4"],
+        self.loss_line = bq.Lines(x=[], y=[], scales={"x": self._lx, "y": self._ly}, colors=["#1f77b4"],
                                   stroke_width=1.5)
         self.bad_marks = bq.Scatter(x=[], y=[], scales={"x": self._lx, "y": self._ly}, colors=["#d62728"],
                                     marker="triangle-down", default_size=48)
-        self.loss_figure = bq.Figure(marks=[self.loss_line, self.bad_marks], title="loss",
-                                     axes=[bq.Axis(scale=self._lx, label="training step", tick_format="~s", num_ticks=5),
-                                           bq.Axis(scale=self._ly, **VERTICAL, tick_format=".3~g", num_ticks=5)],
+        self._lx_axis = bq.Axis(scale=self._lx, label="training step", tick_format="~s")
+        self._ly_axis = bq.Axis(scale=self._ly, **VERTICAL, tick_format=".3~g")
+        self.loss_figure = bq.Figure(marks=[self.loss_line, self.bad_marks], title="loss", title_style=TITLE,
+                                     axes=[self._lx_axis, self._ly_axis],
                                      fig_margin=dict(top=30, bottom=40, left=55, right=15),
                                      layout=W.Layout(width="420px", height="260px"))
         # weight / gradient norms
         self._nx, self._ny = bq.LinearScale(), bq.LogScale()
-        self._nx_axis = bq.Axis(scale=self._nx, label="training step", tick_format="~s", num_ticks=5)
-        self.norm_lines = bq.Lines(x=[0, 1], y=[[np.nan, np.nan]], scales={"x": self._nx, "y": self._ny}, colors=COLORS,
-                                   labels=["-"], display_legend=True, marker="circle", marker_size=12)
-        self.norm_figure = bq.Figure(marks=[self.norm_lines], title="norm of each layer's weights", legend_location="top-left",
+        self._nx_axis = bq.Axis(scale=self._nx, label="training step", tick_format="~s")
+        self.norm_lines = bq.Lines(x=[0, 1], y=[1.0, 1.0], visible=False, scales={"x": self._nx, "y": self._ny}, colors=COLORS,
+                                   labels=["-"], marker="circle", marker_size=12)
+        self.norm_legend = W.HTML()  # beside the chart, not on it: it never hides a line
+        self.norm_figure = bq.Figure(marks=[self.norm_lines], title="norm of each layer's weights", title_style=TITLE,
                                      axes=[self._nx_axis,
                                            bq.Axis(scale=self._ny, **VERTICAL, tick_format=".2~g")],
                                      fig_margin=dict(top=30, bottom=40, left=55, right=15),
@@ -196,14 +208,19 @@ class Monitor(Panel):
         rows, cols, color = _grid(list(h.layers), ["0"], np.full((len(h.layers), 1), np.nan))
         self.cka_mark = bq.GridHeatMap(color=color, row=rows, column=cols,
                                        scales={"row": self._cr, "column": self._cc, "color": self._cs},
-                                       stroke="white", null_color="#eeeeee")
+                                       stroke="white", null_color="#eeeeee",
+                                       tooltip=bq.Tooltip(fields=["row", "column", "color"], labels=["layer", "step", "CKA"],
+                                                          formats=["", "", ".3f"]),
+                                       interactions={"hover": "tooltip"})
+        first = "the first checkpoint" if any(h.names) else "step 0"
         self.cka_figure = bq.Figure(
-            marks=[self.cka_mark], title="how much each layer still resembles step 0 (CKA: 1 = unchanged)",
+            marks=[self.cka_mark], title=f"how much each layer still resembles {first} (CKA: 1 = unchanged)",
+            title_style=TITLE,
             axes=[bq.Axis(scale=self._cc, label="training step", tick_rotate=-45, tick_style={"font-size": "9px"}),
-                  bq.Axis(scale=self._cr, **VERTICAL, tick_style={"font-size": "10px"}),
-                  bq.ColorAxis(scale=self._cs, **{**VERTICAL, "side": "right"}, label="CKA", tick_format=".1f")],
-            fig_margin=dict(top=30, bottom=55, left=110, right=60),
-            layout=W.Layout(width="850px", height=f"{min(420, 110 + 22 * len(h.layers))}px"))
+                  bq.Axis(scale=self._cr, **VERTICAL, tick_style={"font-size": "10px"})],
+            fig_margin=dict(top=30, bottom=55, left=110, right=20),
+            layout=W.Layout(width="850px", height=f"{min(440, 110 + 22 * len(h.layers))}px"))
+        self.cka_scale = W.HTML()  # the colour scale, in words (bqplot's colour axis is unreadable in a short chart)
         if self.cka_figure.has_trait("display_toolbar"):
             self.cka_figure.display_toolbar = False
         cka_on = self.recorder.cka_on if self.recorder is not None else bool(np.isfinite(h.cka_matrix()).any())
@@ -212,11 +229,12 @@ class Monitor(Panel):
         if not cka_on:
             self.cka_figure.layout.display = "none"
 
-        top = W.HBox([W.VBox([self.loss_figure]), W.VBox([self.norm_figure, self.norm_kind, self.norm_select])])
+        top = W.HBox([W.VBox([self.loss_figure]), W.VBox([self.norm_figure, self.norm_legend, self.norm_kind,
+                                                          self.norm_select])])
         middle = W.HBox([W.VBox([self.layer_select, self.maps, self.maps_caption], layout=W.Layout(width="430px")),
                          W.VBox([self.act_hist.figure, self.weight_hist.figure])])
         super().__init__([self.header, self.message, top, W.HBox([self.slider, self.slider_label]), middle,
-                          self.cka_figure, self.cka_note])
+                          self.cka_figure, self.cka_scale, self.cka_note])
         self.layer = layer_name = (probe.layer(layer).name if layer is not None and probe is not None else
                                    (layer if layer is not None else (fl[0] if fl else "")))
         if layer_name and layer_name not in fl:
@@ -343,6 +361,7 @@ class Monitor(Panel):
                                  f"{html.escape(', '.join(h.names))}")
             self.loss_figure.layout.display = "none"
             self._nx_axis.label = "checkpoint (in the order given)"
+            self.cka_figure.axes[0].label = "checkpoint"
             return
         finite = v[np.isfinite(v)] if len(v) else v
         last = f"loss {_fmt(v[-1])}" if len(v) else "no loss yet"
@@ -365,12 +384,16 @@ class Monitor(Panel):
         keep = _thin(len(s), MAX_LINE_POINTS)
         y = np.where(np.isfinite(v), v, np.nan)
         finite = y[np.isfinite(y)]
+        if not len(finite):  # bqplot's front end cannot draw a line of NaN only: the red marks show them
+            keep = keep[:0]
         bs, _ = self.history.bad_losses()
         with self.loss_figure.hold_sync():
+            _step_axis(self._lx, self._lx_axis, float(s[0]), float(s[-1]))
             if len(finite):
                 lo, hi = float(finite.min()), float(finite.max())
                 pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
-                self._ly.min, self._ly.max = lo - pad, hi + pad
+                self._ly.min, self._ly.max = (max(0.0, lo - pad) if lo >= 0 else lo - pad), hi + pad
+                self._ly_axis.tick_values = nice_ticks(self._ly.min, self._ly.max, 5)
             self.loss_line.x = s[keep].astype(np.float64)
             self.loss_line.y = y[keep]
             top = self._ly.max if self._ly.max is not None else 1.0
@@ -386,15 +409,26 @@ class Monitor(Panel):
         idx = [h.param_names.index(n) for n in sel]
         ser = h.series(kind)[:, idx].T if idx else np.full((1, len(h)), np.nan)
         ser = np.where(np.isfinite(ser) & (ser > 0), ser, np.nan)
+        what = "weights" if kind == "weight norm" else "gradients"
+        if not np.isfinite(ser).any():  # nothing to draw yet (no gradient before training): bqplot fails on NaN only
+            self.norm_lines.visible = False
+            self.norm_figure.title = f"norm of each layer's {what}: none yet" + (
+                " (call monitor.step after loss.backward())" if kind == "grad norm" and len(h) > 1 else "")
+            return
+        self.norm_lines.visible = True
         x = np.asarray(h.steps, np.float64)
         if len(x) < 2:  # bqplot squeezes a 1 x 1 array to a scalar, which it then refuses
             x = np.append(x, x[-1])
             ser = np.concatenate([ser, np.full((ser.shape[0], 1), np.nan)], axis=1)
+        self.norm_legend.value = "<div style='font-size:12px;line-height:1.5;max-width:410px'>" + " ".join(
+            f"<span style='white-space:nowrap;margin-right:10px'><span style='color:{COLORS[k % len(COLORS)]}'>━●━</span> "
+            f"{html.escape(n)}</span>" for k, n in enumerate(sel)) + "</div>"
         with self.norm_figure.hold_sync():
+            _step_axis(self._nx, self._nx_axis, float(x[0]), float(x[-1]), whole=True)
             self.norm_lines.labels = sel or ["-"]
             self.norm_lines.x = x
             self.norm_lines.y = ser
-            self.norm_figure.title = f"norm of each layer's {'weights' if kind == 'weight norm' else 'gradients'}"
+            self.norm_figure.title = f"norm of each layer's {what}"
 
     def _scrubbed(self, change) -> None:
         self._follow = change["new"] >= self.slider.max
@@ -412,9 +446,12 @@ class Monitor(Panel):
             return
         i = min(self.slider.value, n - 1)
         src, f = h.frame(i, self.layer)
-        name = f" ({h.names[i]})" if h.names[i] else ""
-        self.slider_label.value = (f"<span style='line-height:2'>step <b>{h.steps[i]}</b>{html.escape(name)} · "
-                                   f"snapshot {i + 1} of {n}{' (latest)' if i == n - 1 else ''}</span>")
+        if h.names[i]:
+            self.slider_label.value = (f"<span style='line-height:2'>checkpoint {i + 1} of {n}: "
+                                       f"<b>{html.escape(h.names[i])}</b></span>")
+        else:
+            self.slider_label.value = (f"<span style='line-height:2'>step <b>{h.steps[i]}</b> · snapshot {i + 1} of {n}"
+                                       f"{' (latest)' if i == n - 1 else ''}</span>")
         if f is None:
             self.maps_caption.value = "<span style='color:#666'>no maps kept for this layer</span>"
             return
@@ -427,14 +464,15 @@ class Monitor(Panel):
         mosaic = render.mosaic(tiles, pad=1)
         set_image(self.maps, render.upscale(mosaic, 240), "png")
         note = f"first {MAX_TILES} of {c} channels" if c > MAX_TILES else f"{c} channels"
-        other = f" · from the nearest snapshot kept (step {h.steps[src]})" if src != i else ""
+        other = f" · from the nearest snapshot kept ({when})" if src != i else ""
         li = h.layers.index(self.layer) if self.layer in h.layers else None
         dead = (f" · {100 * h.dead[i][li]:.0f}% dead units over the probe images"
                 if li is not None and np.isfinite(h.dead[i][li]) else "")
-        self.maps_caption.value = (f"<span style='font-size:12px'>feature maps of the probe image at step {h.steps[src]}"
+        when = h.names[src] or f"step {h.steps[src]}"
+        self.maps_caption.value = (f"<span style='font-size:12px'>feature maps of the probe image at {when}"
                                    f" ({note}, each scaled to its own range){dead}{other}</span>")
-        self.act_hist.show(f.act_counts, f.act_edges, f"activations of {self.layer} (step {h.steps[src]})")
-        self.weight_hist.show(f.w_counts, f.w_edges, f"weights of {self.layer} (step {h.steps[src]})")
+        self.act_hist.show(f.act_counts, f.act_edges, f"activations of {self.layer} ({when})")
+        self.weight_hist.show(f.w_counts, f.w_edges, f"weights of {self.layer} ({when})")
 
     def _draw_cka(self) -> None:
         h = self.history
@@ -444,6 +482,13 @@ class Monitor(Panel):
         cols = _thin(m.shape[1], MAX_CKA_COLUMNS)
         steps = [str(h.steps[j]) if not h.names[j] else h.names[j] for j in cols]
         rows, steps, color = _grid(list(h.layers), steps, m[:, cols])
+        low = np.nanmin(color) if np.isfinite(color).any() else 0.0
+        self._cs.min = lo = float(min(0.9, np.floor(low * 10) / 10))  # small moves stay visible; the scale says the range
+        self.cka_scale.value = (
+            "<div style='font-size:12px;margin-left:110px;display:flex;align-items:center;gap:6px'>"
+            f"<span>{lo:.1f} or less: changed most</span><span style='display:inline-block;width:160px;height:10px;"
+            "background:linear-gradient(to right,#440154,#3b528b,#21918c,#5ec962,#fde725)'></span>"
+            "<span>1.0: as at the start</span></div>")
         with self.cka_mark.hold_sync(), self.cka_mark.hold_trait_notifications():  # validated together
             self.cka_mark.row = rows
             self.cka_mark.column = steps
