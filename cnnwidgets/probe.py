@@ -24,6 +24,11 @@ from .images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, to_images
 from .models import info as model_info
 
 
+#: the preprocessing line a guessed-normalisation warning shows, by the model's number of channels
+_EXAMPLE_PREPROCESSING = {1: "MNIST's: Probe(model, input_size=28, mean=0.1307, std=0.3081)",
+                          3: "CIFAR-10's: Probe(model, input_size=32, mean=(0.491, 0.482, 0.447), "
+                             "std=(0.247, 0.243, 0.262))"}
+
 class PreprocessingGuessed(UserWarning):
     """The Probe had to guess how images are normalised (or sized) for a model."""
 
@@ -314,8 +319,8 @@ class Probe:
         pre = Preprocess(resize=resize, crop=crop, mean=tuple(m), std=tuple(s), channels=c, interpolation=base.interpolation)
         if guessed:
             info["guessed"] = (f"guessed {' and '.join(guessed)}: nothing says how this model's images were prepared. "
-                               f"If it was trained otherwise, say so: Probe(model, input_size=28, mean=0.1307, "
-                               f"std=0.3081) (the values of your training transform; mean=0, std=1 for ToTensor() alone).")
+                               f"If it was trained otherwise, say so with the values of your training transform, "
+                               f"e.g. {_EXAMPLE_PREPROCESSING[c]} (mean=0, std=1 for ToTensor() alone).")
         return pre, info
 
     def describe_preprocessing(self) -> str:

@@ -79,6 +79,11 @@ def test_a_guessed_normalisation_is_said_once_with_how_to_set_it(model):
         warnings.simplefilter("error")
         q = cw.Probe(model, input_size=28, mean=0.1307, std=0.3081)  # told: no warning
     assert "guessed" not in repr(q) and "0.131" in repr(q)
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    with pytest.warns(cw.probe.PreprocessingGuessed, match="ImageNet's mean and std.*e.g. CIFAR-10's: Probe\\(model, "
+                      "input_size=32, mean=\\(0.491"):
+        cw.Probe(rgb, device="cpu")  # an RGB model's example has three numbers per statistic
 
 
 def test_a_small_model_without_an_input_size_gets_the_first_size_it_accepts(model):
