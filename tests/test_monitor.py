@@ -396,3 +396,41 @@ def test_widget_state_is_json_after_use_and_close_frees_every_widget(data):
     json_state(mon, "after training, a scrub, a layer and the gradients chosen")
     mon.close()
     assert len(registry()) == before
+
+
+def test_a_run_that_diverges_is_recorded_to_the_end(data):
+    """An infinite weight half way: the loss, the gradients and then every weight become NaN; the monitor records it,
+    keeps going and keeps drawing."""
+    x, y = data
+    m, probe = model_and_probe()
+    mon = cw.Monitor(probe, images=x[:16], every=5, refresh=0)
+    train(m, x, y, 10, mon)
+    with torch.no_grad():
+        m.cnn[0].weight[0, 0, 0, 0] = float("inf")
+    losses = train(m, x, y, 20, mon)
+    mon.finish()
+    h = mon.history
+    assert h.bad_count == 20 and all(np.isnan(losses)) and len(h) == 7 and h.steps[-1] == 30
+    assert np.isnan(h.series("weight norm")[-1]).all() and np.isnan(h.series("grad norm")[-1]).all()
+    assert np.isfinite(h.cka_matrix()).all()  # CKA of NaN features: 0, never NaN
+    assert (h.cka_matrix()[:, -1] == 0).all()
+    assert "NaN or infinite at 20 steps (first at step 11)" in mon.message.value
+    assert mon.maps.value and "step 30" in mon.maps_caption.value  # the maps are drawn (NaN in magenta)
+    assert "loss nan" in mon.header.value
+
+
+def test_no_gradients_when_step_is_called_before_backward(data):
+    x, y = data
+    m, probe = model_and_probe()
+    mon = cw.Monitor(probe, x[0], every=2)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    for s in range(4):
+        opt.zero_grad()  # set_to_none: .grad is None until backward
+        loss = F.cross_entropy(m(x[:8]), y[:8])
+        mon.step(loss=loss)  # too early: no gradient to read yet
+        loss.backward()
+        opt.step()
+    mon.finish()
+    mon.norm_kind.value = "grad norm"
+    assert np.isnan(mon.history.series("grad norm")).all()
+    assert "none yet (call monitor.step after loss.backward())" in mon.norm_figure.title

@@ -52,7 +52,7 @@ class ParametersChanged(ValueError):
 class Frame:
     """The heavy part of one snapshot for one layer: the probe image's maps and two histograms."""
 
-    maps: np.ndarray  #: float16 ``C x H x W`` (or ``C``) activations of the probe image
+    maps: np.ndarray  #: float16 ``C x H x W`` (or ``C``) activations of the probe image (float32 beyond float16's range)
     act_counts: np.ndarray
     act_edges: np.ndarray
     w_counts: np.ndarray | None = None  #: histogram of the layer's weight (None: the layer has none)
@@ -489,7 +489,8 @@ class Recorder:
                 dead[i] = 1.0 - float(alive.float().mean()) if alive.numel() else float("nan")
                 if self.cka_on:
                     f = many[l.name].reshape(many[l.name].shape[0], -1).float()
-                    k = center_gram(gram_linear(f))
+                    with np.errstate(all="ignore"):  # a diverged run: inf/NaN features give CKA 0, below
+                        k = center_gram(gram_linear(f))
                     grams[l.name] = (k, float((k * k).sum()))
             if self.cka_on:
                 if self.reference is None:
@@ -497,8 +498,9 @@ class Recorder:
                 for i, l in enumerate(self.layers):
                     k, kk = grams[l.name]
                     r, rr = self.reference[l.name]
-                    den = math.sqrt(kk * rr)
-                    ckas[i] = float((k * r).sum()) / den if den > 0 and np.isfinite(den) else 0.0
+                    den = math.sqrt(kk * rr) if kk * rr >= 0 else float("nan")
+                    c = float((k * r).sum()) / den if den > 0 and np.isfinite(den) else 0.0
+                    ckas[i] = c if np.isfinite(c) else 0.0
             frames = {}
             named = dict(self.params)
             for n in self.frame_layers:
@@ -506,7 +508,8 @@ class Recorder:
                 h = stats.histogram(m, bins=self.bins)
                 wn = self.weight_of.get(n)
                 wh = stats.histogram(named[wn].detach().float().cpu().numpy(), bins=self.bins) if wn in named else None
-                frames[n] = Frame(m.astype(np.float16), h.counts, h.edges.astype(np.float64),
+                big = np.abs(m[np.isfinite(m)]).max(initial=0.0) > 6e4  # beyond float16: keep float32, not inf
+                frames[n] = Frame(m.astype(np.float32 if big else np.float16), h.counts, h.edges.astype(np.float64),
                                   None if wh is None else wh.counts, None if wh is None else wh.edges.astype(np.float64))
         thinned = self.history.add_snapshot(step, row, dead, ckas, frames, name)
         self.last_seconds = time.perf_counter() - t0

@@ -364,7 +364,7 @@ class Monitor(Panel):
             self.cka_figure.axes[0].label = "checkpoint"
             return
         finite = v[np.isfinite(v)] if len(v) else v
-        last = f"loss {_fmt(v[-1])}" if len(v) else "no loss yet"
+        last = f"loss {v[-1]:.4g}" if len(v) else "no loss yet"  # nan / inf written as such
         where = "" if self.recorder is None else f" · last snapshot took {1000 * self.recorder.last_seconds:.0f} ms"
         step = h.steps[-1] if h.steps else 0
         step = max(step, int(s[-1]) if len(s) else 0)
