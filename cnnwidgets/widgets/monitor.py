@@ -156,7 +156,7 @@ class Monitor(Panel):
         self.message = Message()
         self.header = W.HTML()
         # loss
-        self._lx, self._ly = bq.LinearScale(), bq.LinearScale()
+        self._lx, self._ly = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)  # set: no loss yet
         self.loss_line = bq.Lines(x=[], y=[], scales={"x": self._lx, "y": self._ly}, colors=["#1f77b4"],
                                   stroke_width=1.5)
         self.bad_marks = bq.Scatter(x=[], y=[], scales={"x": self._lx, "y": self._ly}, colors=["#d62728"],
@@ -168,10 +168,10 @@ class Monitor(Panel):
                                      fig_margin=dict(top=30, bottom=40, left=55, right=15),
                                      layout=W.Layout(width="420px", height="260px"))
         # weight / gradient norms
-        self._nx, self._ny = bq.LinearScale(), bq.LogScale()
+        self._nx, self._ny = bq.LinearScale(min=0.0, max=1.0), bq.LogScale()
         self._nx_axis = bq.Axis(scale=self._nx, label="training step", tick_format="~s")
         self.norm_lines = bq.Lines(x=[0, 1], y=[1.0, 1.0], visible=False, scales={"x": self._nx, "y": self._ny}, colors=COLORS,
-                                   labels=["-"], marker="circle", marker_size=12)
+                                   labels=["-"])  # no markers: bqplot logs errors for markers at NaN
         self.norm_legend = W.HTML()  # beside the chart, not on it: it never hides a line
         self.norm_figure = bq.Figure(marks=[self.norm_lines], title="norm of each layer's weights", title_style=TITLE,
                                      axes=[self._nx_axis,
@@ -417,14 +417,17 @@ class Monitor(Panel):
             return
         self.norm_lines.visible = True
         x = np.asarray(h.steps, np.float64)
-        if len(x) < 2:  # bqplot squeezes a 1 x 1 array to a scalar, which it then refuses
+        if len(x) < 2:  # bqplot squeezes a 1 x 1 array to a scalar, which it then refuses: the point twice
             x = np.append(x, x[-1])
-            ser = np.concatenate([ser, np.full((ser.shape[0], 1), np.nan)], axis=1)
+            ser = np.concatenate([ser, ser[:, -1:]], axis=1)
+        finite = ser[np.isfinite(ser)]
+        lo, hi = float(finite.min()), float(finite.max())
         self.norm_legend.value = "<div style='font-size:12px;line-height:1.5;max-width:410px'>" + " ".join(
-            f"<span style='white-space:nowrap;margin-right:10px'><span style='color:{COLORS[k % len(COLORS)]}'>━●━</span> "
+            f"<span style='white-space:nowrap;margin-right:10px'><span style='color:{COLORS[k % len(COLORS)]}'>━━</span> "
             f"{html.escape(n)}</span>" for k, n in enumerate(sel)) + "</div>"
         with self.norm_figure.hold_sync():
             _step_axis(self._nx, self._nx_axis, float(x[0]), float(x[-1]), whole=True)
+            self._ny.min, self._ny.max = lo / 1.15, hi * 1.15  # set, not left to the front end (bqplot 0.12 logs errors)
             self.norm_lines.labels = sel or ["-"]
             self.norm_lines.x = x
             self.norm_lines.y = ser
