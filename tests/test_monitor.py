@@ -434,3 +434,15 @@ def test_no_gradients_when_step_is_called_before_backward(data):
     mon.norm_kind.value = "grad norm"
     assert np.isnan(mon.history.series("grad norm")).all()
     assert "none yet (call monitor.step after loss.backward())" in mon.norm_figure.title
+
+
+def test_cka_needs_four_probe_images_and_can_be_turned_off(data):
+    x, y = data
+    m, probe = model_and_probe()
+    one = cw.Monitor(probe, x[0], every=1)  # one image: maps, but no CKA (it compares several images)
+    off = cw.Monitor(probe, images=x[:16], every=1, cka=False)
+    train(m, x, y, 2, one)
+    for mon in (one, off):
+        assert np.isnan(mon.history.cka_matrix()).all() and mon.cka_figure.layout.display == "none"
+    assert "4 probe images or more" in one.cka_note.value and "cka=False" in off.cka_note.value
+    assert one.maps.value and off.maps.value

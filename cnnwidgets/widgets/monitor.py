@@ -224,8 +224,9 @@ class Monitor(Panel):
         if self.cka_figure.has_trait("display_toolbar"):
             self.cka_figure.display_toolbar = False
         cka_on = self.recorder.cka_on if self.recorder is not None else bool(np.isfinite(h.cka_matrix()).any())
-        self.cka_note = W.HTML("" if cka_on else "<span style='color:#666'>The CKA map needs 4 probe images or more: "
-                                                 "Monitor(probe, images=x[:64]).</span>")
+        why = ("The CKA map is off (cka=False)." if not cka and _history is None else
+               "The CKA map needs 4 probe images or more: Monitor(probe, images=x[:64]).")
+        self.cka_note = W.HTML("" if cka_on else f"<span style='color:#666'>{why}</span>")
         if not cka_on:
             self.cka_figure.layout.display = "none"
 
