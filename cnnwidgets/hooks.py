@@ -43,6 +43,9 @@ class Capture:
         self.stop_after = stop_after
         self.grad = grad
         self.outputs: dict[str, torch.Tensor] = {}
+        #: with ``keep_raw``: the outputs themselves (not copies), to take a gradient with respect to them
+        self.keep_raw = False
+        self.raw: dict[str, torch.Tensor] = {}
         self._seen: dict[str, int] = {}
         self.stopped = False
         self.output = None
@@ -57,6 +60,8 @@ class Capture:
                 if not self.grad:
                     out = out.detach()
                 self.outputs[name] = out if last else out.clone()
+                if self.keep_raw:
+                    self.raw[name] = out
             if last:
                 self.stopped = True
                 raise StopForward
@@ -112,6 +117,27 @@ def trace(model: nn.Module) -> Iterator[dict]:
         for h in handles:
             h.remove()
 
+
+
+@contextlib.contextmanager
+def guided_relus(model: nn.Module) -> Iterator[None]:
+    """Guided backpropagation (Springenberg et al. 2014) on ``model`` (a view) for the block: the gradient reaching
+    each ``nn.ReLU``'s output is clamped at zero (then the ReLU's own backward keeps it where the input was
+    positive). A ReLU whose output needs no gradient (one on constants, like Swin V2's position-bias MLP) is left
+    alone. Hooks removed on exit, whatever happens."""
+    def clamp(grad):
+        return grad.clamp(min=0)
+
+    def after(module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(clamp)
+
+    handles = [m.register_forward_hook(after) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextlib.contextmanager

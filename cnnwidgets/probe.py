@@ -11,7 +11,7 @@ import difflib
 import operator
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -22,6 +22,8 @@ from . import hooks, view
 from .cache import ActivationCache, digest
 from .images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, to_images
 from .models import info as model_info
+from .tokens import Reshape
+from . import tokens as _tokens
 
 
 #: the preprocessing line a guessed-normalisation warning shows, by the model's number of channels
@@ -31,6 +33,14 @@ _EXAMPLE_PREPROCESSING = {1: "MNIST's: Probe(model, input_size=28, mean=0.1307, 
 
 class PreprocessingGuessed(UserWarning):
     """The Probe had to guess how images are normalised (or sized) for a model."""
+
+
+class InputResized(UserWarning):
+    """A batch of another size was resized to the only input size the model takes."""
+
+
+class TokenGridUnknown(UserWarning):
+    """A transformer block outputs tokens that the Probe cannot lay out as a grid of the input (give ``token_grid=``)."""
 
 
 class LayerNotFound(KeyError):
@@ -50,6 +60,13 @@ class Layer:
     order: int  #: position in forward order (when its last call finished)
     calls: int = 1  #: how many times one forward calls it (shared ReLUs are called twice)
     module: nn.Module = field(default=None, repr=False, compare=False)  #: the user's module (read it, do not hook it)
+    #: how the module's raw output becomes ``shape`` (a transformer's tokens or channels-last map -> C x H x W), or None
+    reshape: Reshape | None = field(default=None, compare=False)
+
+    def maps(self, output: torch.Tensor, hw=None) -> torch.Tensor:
+        """The module's raw output (batch first) as this layer's output: reshaped to ``N x C x H x W`` for a token
+        or channels-last layer (``hw``: the input's height and width), as it is otherwise."""
+        return output if self.reshape is None else self.reshape.apply(output, hw)
 
     @property
     def channels(self) -> int | None:
@@ -63,7 +80,8 @@ class Layer:
     @property
     def label(self) -> str:
         """Readable label for sliders and axes: ``features.3 · Conv2d · 128×56×56``."""
-        return f"{self.name} · {self.type} · {'×'.join(map(str, self.shape))}"
+        return f"{self.name} · {self.type} · {'×'.join(map(str, self.shape))}" + (
+            f" ({self.reshape.describe()})" if self.reshape is not None else "")
 
     def __str__(self) -> str:
         return self.label
@@ -241,6 +259,25 @@ def class_names(classes, n: int | None) -> list[str] | None:
     return names
 
 
+def _token_grid(value) -> dict | None:
+    """``token_grid=`` checked: ``{layer name or "*": (H, W)}`` or None."""
+    if value is None:
+        return None
+
+    def pair(v):
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            v = (v, v)
+        if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(
+                isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 1 for a in v)):
+            raise TypeError(f"token_grid is the (height, width) of the token grid, e.g. token_grid=(12, 16), or "
+                            f"{{layer name: (height, width)}}; got {value!r}.")
+        return int(v[0]), int(v[1])
+
+    if isinstance(value, dict):
+        return {str(k): pair(v) for k, v in value.items()}
+    return {"*": pair(value)}
+
+
 #: sizes tried, in this order, when a model given without ``input_size`` refuses 224x224
 SIZE_GUESSES = (224, 32, 28, 64, 96, 128, 256, 299, 384, 512)
 
@@ -259,12 +296,20 @@ class Probe:
     224x224, channels from the first convolution) and the Probe says so once. ``classes``: a list of
     names, a ``{index: name}`` dict, or a dataset with ``.classes`` (ImageFolder, MNIST...).
     ``output_key``: the entry to read when the model returns a dict (default: ``"logits"``, or its only tensor).
+    ``token_grid``: ``(H, W)`` of a transformer's token grid when it is not found from the input size (a grid that
+    is not square), for every token layer or ``{layer name: (H, W)}``.
+
+    A transformer's blocks (ViT encoder layers, Swin blocks, timm's ``blocks``) are layers too: their token
+    sequences (class and register tokens set aside) and channels-last maps are read as C x H x W maps
+    (:mod:`cnnwidgets.tokens`; ``layer.reshape`` says how).
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, transform: Preprocess | None = None,
                  input_size: int | tuple[int, int] | None = None, cache_bytes: int = 512 * 2**20, *,
-                 classes=None, mean=None, std=None, channels: int | None = None, output_key: str | None = None):
+                 classes=None, mean=None, std=None, channels: int | None = None, output_key: str | None = None,
+                 token_grid=None):
         model = _unwrap(model)
+        self._token_grid = _token_grid(token_grid)
         self.model = model
         self.device = _device(device)
         if transform is not None and not isinstance(transform, Preprocess):
@@ -413,10 +458,51 @@ class Probe:
         vnamed = dict(self._view().named_modules())
         shapes, order, calls = rec["shapes"], rec["order"], rec["calls"]
         ran = sorted((n for n in vnamed if n and n in shapes), key=order.__getitem__)
+        reshapes, blocks = self._token_layers(vnamed, ran, shapes, None)
         self.all_layers = LayerList(
-            Layer(n, type(vnamed[n]).__name__, shapes[n], i, calls[n], named.get(n)) for i, n in enumerate(ran))
-        conv = [l for l in self.all_layers if _is_conv(vnamed[l.name]) and l.spatial and l.shape[1] * l.shape[2] > 1]
+            Layer(n, type(vnamed[n]).__name__, _tokens.maps_shape(shapes[n], reshapes[n]) if n in reshapes else shapes[n], i,
+                  calls[n], named.get(n), reshapes.get(n)) for i, n in enumerate(ran))
+        conv = [l for l in self.all_layers if (_is_conv(vnamed[l.name]) or l.name in blocks) and l.spatial
+                and l.shape[1] * l.shape[2] > 1]
         self.layers = LayerList(conv)
+
+    def _token_layers(self, vnamed, ran, shapes, hw) -> tuple[dict, set]:
+        """``({name: Reshape}, block names)``: a transformer's outputs that read as maps, and its blocks (a module
+        with children of its own, one of a Sequential / ModuleList, whose output is a token sequence or a
+        channels-last map; the innermost where blocks nest). A model without such blocks (a CNN) gets neither."""
+        hw = tuple(self.transform.input_size) if hw is None else tuple(hw)
+        given = self._token_grid
+        hint = getattr(self.model, "num_prefix_tokens", None)
+        hint = hint if isinstance(hint, int) else None
+        found = {}
+        for n in ran:
+            r = _tokens.detect(shapes[n], hw, extra_hint=hint,
+                               given=given.get(n, given.get("*")) if given else None)
+            if r is not None:
+                found[n] = r
+        containers = (nn.Sequential, nn.ModuleList)
+        blocks = set()
+        for n in found:
+            m = vnamed[n]
+            parent = vnamed.get(n.rsplit(".", 1)[0] if "." in n else "")
+            if isinstance(parent, containers) and not isinstance(m, containers) and next(m.children(), None) is not None \
+                    and shapes[n] and found[n].grid[0] * found[n].grid[1] > 1:
+                blocks.add(n)
+        blocks = {b for b in blocks if not any(o != b and o.startswith(b + ".") for o in blocks)}
+        unread = [n for n in ran if n not in found and len(shapes[n]) == 2 and shapes[n][0] > 1
+                  and isinstance(vnamed.get(n.rsplit(".", 1)[0] if "." in n else ""), containers)
+                  and not isinstance(vnamed[n], containers) and next(vnamed[n].children(), None) is not None]
+        if unread:
+            n = unread[0]
+            t, c = shapes[n]
+            more = f" (and {len(unread) - 1} more blocks)" if len(unread) > 1 else ""
+            warnings.warn(f"{self.name}: {n} outputs {t} tokens of {c} channels{more}, which do not make a grid of the "
+                          f"{hw[0]}x{hw[1]} input (after up to {_tokens.MAX_EXTRA} class/register tokens), so they are not "
+                          f"shown as maps. Give the grid: Probe(model, token_grid=(H, W)), e.g. the patch rows and columns.",
+                          TokenGridUnknown, stacklevel=4)
+        if not blocks and not given:
+            return {}, set()
+        return found, blocks
 
     def _output(self, out):
         """The model's output tensor: ``output_key`` of a dict (or ``"logits"``, or its only tensor), the first
@@ -484,10 +570,35 @@ class Probe:
             x = images if images.ndim == 4 else images[None]
             if x.is_complex():
                 raise TypeError("Got a complex tensor: images are real numbers.")
-            return x.to(self.device, torch.float32)
+            x = x.to(self.device, torch.float32)
+            want = tuple(self.transform.input_size)
+            if tuple(x.shape[-2:]) != want and self.fixed_input_size():
+                warnings.warn(f"{self.name} takes only {want[0]}x{want[1]} inputs: the {x.shape[-2]}x{x.shape[-1]} "
+                              f"batch was resized to {want[0]}x{want[1]} (bilinear).", InputResized, stacklevel=2)
+                x = torch.nn.functional.interpolate(x, size=want, mode="bilinear", align_corners=False)
+            return x
         if isinstance(images, torch.Tensor) and images.ndim == 5:
             raise ValueError(f"Got a 5-D tensor of shape {tuple(images.shape)}: expected CxHxW or NxCxHxW (a video? pass its frames as a batch).")
         return self.transform(images).to(self.device)
+
+    def fixed_input_size(self) -> bool:
+        """Whether the model's layers run only at its input size (a ViT's patch grid and position embedding): one
+        forward at another size up to the last of :attr:`layers`, the first time it is asked. (A CNN whose conv layers
+        run at any size and only its classifier does not is not fixed: its maps are shown at the image's size.)"""
+        fixed = getattr(self, "_fixed_size", None)
+        if fixed is None:
+            h, w = self.transform.input_size
+            x = torch.zeros(1, self.transform.channels, h + 32, w + 32, device=self.device)
+            try:
+                if self.layers:
+                    self._run(x, [self.layers[-1]], grad=False, truncate=True)
+                else:
+                    self._dry_run((h + 32, w + 32))
+                fixed = False
+            except Exception:
+                fixed = True
+            self._fixed_size = fixed
+        return fixed
 
     def display(self, images) -> torch.Tensor:
         """Images resized and cropped like the model sees them, un-normalised: ``NxCxHxW`` in [0, 1] (CPU)."""
@@ -503,6 +614,29 @@ class Probe:
         """
         return self._run(x, self._resolve(layers), grad, truncate)[0]
 
+    def layer_gradient(self, x: torch.Tensor, layer, score) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(maps, d score / d maps)`` of ``layer`` for the prepared batch ``x``, both as the layer's output
+        (``N x C x H x W`` for a token layer), detached. ``score`` takes the model's output tensor and returns the
+        number to differentiate (e.g. ``lambda out: out[:, 281].sum()``). One full forward, one backward (Grad-CAM
+        on a layer whose output the Probe reshapes)."""
+        l = self.layer(layer)
+        x = x.detach().requires_grad_(True)  # the view is frozen: without this no graph would reach the layer
+        hw = tuple(x.shape[-2:])
+        v = self._view()
+        with torch.enable_grad(), hooks.capture(v, {l.name: v.get_submodule(l.name)}, {l.name: l.calls}, grad=True) as cap:
+            cap.keep_raw = True
+            try:
+                out = v(x)
+            except Exception as e:
+                raise RuntimeError(f"The model's forward raised: {type(e).__name__}: {e}") from e
+            if l.name not in cap.raw:
+                raise RuntimeError(f"Layer {l.name!r} produced no tensor output in this forward.")
+            raw = cap.raw[l.name]
+            g, = torch.autograd.grad(score(self._output(out)), raw, allow_unused=True)
+        if g is None:
+            g = torch.zeros_like(raw)
+        return l.maps(cap.outputs[l.name].detach(), hw), l.maps(g.detach(), hw)
+
     def _run(self, x: torch.Tensor, targets, grad: bool, truncate: bool):
         """:meth:`capture`'s forward: ``({layer: output}, model output or None when truncated)``."""
         stop = max(targets, key=lambda l: l.order).name if truncate and targets else None
@@ -517,7 +651,8 @@ class Probe:
         missing = [l.name for l in targets if l.name not in cap.outputs]
         if missing:
             raise RuntimeError(f"Layers {missing} produced no tensor output in this forward (not called for this input?).")
-        return {l.name: cap.outputs[l.name] for l in targets}, cap.output
+        hw = tuple(x.shape[-2:])
+        return {l.name: l.maps(cap.outputs[l.name], hw) for l in targets}, cap.output
 
     def folded(self, keep=()) -> "Probe":
         """A Probe over a private copy of the model with each BatchNorm folded into the convolution
@@ -564,7 +699,7 @@ class Probe:
         p.cache = ActivationCache(self.cache.budget)
         p._cache_version = None
         named = dict(model.named_modules())
-        p.all_layers = LayerList(Layer(l.name, l.type, l.shape, l.order, l.calls, named.get(l.name)) for l in self.all_layers)
+        p.all_layers = LayerList(replace(l, module=named.get(l.name)) for l in self.all_layers)
         p.layers = LayerList(p.all_layers[l.name] for l in self.layers)
         return p
 

@@ -59,6 +59,10 @@ def default_cam_layer(probe):
     if not probe.layers:
         raise ValueError(f"{probe.name} has no conv layer with spatial output; Grad-CAM needs one.")
     last = probe.layers[-1]
+    if last.reshape is not None and last.reshape.extra and len(probe.layers) > 1:
+        # a ViT reads its class token after the last block, so no gradient reaches the last block's grid tokens:
+        # the last block's input (the block before it) is the map it classifies from (pytorch-grad-cam's advice)
+        return probe.layers[-2]
     same = [l for l in spatial_layers(probe) if l.order >= last.order and l.shape == last.shape]
     return same[-1] if same else last
 

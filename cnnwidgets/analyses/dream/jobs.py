@@ -167,7 +167,7 @@ def default_size(probe) -> int:
     28x28 model dreams at 28 px; a 224 px one at 128). A model that refuses the smaller size (one that takes only its
     own size, as a patch grid does) gets exactly its own."""
     own = min(probe.transform.input_size)
-    if probe.device.type != "cpu" or own <= CPU_SIZE:
+    if probe.device.type != "cpu" or own <= CPU_SIZE or probe.fixed_input_size():
         return own
     x = torch.zeros(1, probe.transform.channels, CPU_SIZE, CPU_SIZE, device=probe.device)
     try:

@@ -1,6 +1,17 @@
-"""Grad-CAM (Selvaraju et al. 2017) on any layer with spatial maps."""
+"""Grad-CAM (Selvaraju et al. 2017) on any layer with spatial maps, a transformer's token layers included."""
+import torch
+
 from ..base import Method, Option, register
 from ..common import cam_layer
+
+
+def layer_gradcam(probe, fn, x, target, layer) -> torch.Tensor:
+    """Grad-CAM of ``layer`` as ``1x1xhxw`` (the layer's grid), ReLU-ed, for layers the Probe reshapes (token
+    sequences and channels-last maps), whose raw output Captum's layer hooks would see as it is: the maps and their
+    gradient as every panel sees them (:meth:`~cnnwidgets.Probe.layer_gradient`)."""
+    a, g = probe.layer_gradient((x - fn.mean) / fn.std, layer, lambda out: out[:, target].sum())
+    w = g.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((w * a).sum(dim=1, keepdim=True))
 
 
 @register
@@ -18,7 +29,10 @@ class GradCam(Method):
         from captum.attr import LayerAttribution, LayerGradCam
 
         l = cam_layer(probe, o["layer"])
-        cam = LayerGradCam(fn, fn.layer(l.name)).attribute(x, target=target, relu_attributions=True)
+        if l.reshape is not None:
+            cam = layer_gradcam(probe, fn, x, target, l)
+        else:
+            cam = LayerGradCam(fn, fn.layer(l.name)).attribute(x, target=target, relu_attributions=True)
         coarse = cam.detach()[0, 0].float().cpu().numpy()
         up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
         return up, {"layer": l.name, "coarse": coarse}
