@@ -83,6 +83,28 @@ def capture(model: nn.Module, modules: Mapping[str, nn.Module], calls: Mapping[s
             h.remove()
 
 
+@contextlib.contextmanager
+def capture_inputs(modules: Mapping[str, nn.Module]) -> Iterator[dict]:
+    """Forward pre-hooks on ``modules`` for the block: ``{name: first positional input}`` of each one's last call
+    (detached). Removed on exit whatever happens."""
+    got: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def fn(module, inputs):
+            if inputs and isinstance(inputs[0], torch.Tensor):
+                got[name] = inputs[0].detach()
+        return fn
+
+    handles = []
+    try:
+        for name, m in modules.items():
+            handles.append(m.register_forward_pre_hook(keep(name)))
+        yield got
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def run_forward(model: nn.Module, x: torch.Tensor):
     """``model(x)`` that treats :class:`StopForward` as a normal early end; returns the output or None."""
     try:

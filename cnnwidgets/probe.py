@@ -637,6 +637,18 @@ class Probe:
             g = torch.zeros_like(raw)
         return l.maps(cap.outputs[l.name].detach(), hw), l.maps(g.detach(), hw)
 
+    def module_inputs(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        """The input tensor of each module ``names`` (any module, e.g. a ViT block's attention) for the prepared batch
+        ``x``: one forward of the view, no grad, detached."""
+        v = self._view()
+        mods = {n: v.get_submodule(n) for n in names}
+        with torch.no_grad(), hooks.capture_inputs(mods) as got:
+            try:
+                v(x)
+            except Exception as e:
+                raise RuntimeError(f"The model's forward raised: {type(e).__name__}: {e}") from e
+        return dict(got)
+
     def _run(self, x: torch.Tensor, targets, grad: bool, truncate: bool):
         """:meth:`capture`'s forward: ``({layer: output}, model output or None when truncated)``."""
         stop = max(targets, key=lambda l: l.order).name if truncate and targets else None

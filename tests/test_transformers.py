@@ -232,3 +232,50 @@ def test_timm_models_bring_their_preprocessing_and_classes():
     assert p.layers.names[1:] == [f"blocks.{i}" for i in range(12)] and p.layer("blocks.0").shape == (192, 14, 14)
     with pytest.raises(ValueError, match=r"Unknown timm model 'vit_tiny_patch16_22'\. Did you mean timm:vit_tiny_patch16_224"):
         cw.load_model("timm:vit_tiny_patch16_22", pretrained=False)
+
+
+# --- attention ---------------------------------------------------------------------------------
+
+def test_attention_of_a_vit_per_head_averaged_and_rolled_out(vit, image):
+    from cnnwidgets.analyses.attribution.methods.attention import attention_weights, rollout
+
+    assert "attention" in [m.name for m in A.registered(vit)] and "attention" not in A.METHODS  # ViTs only
+    # the weights are nn.MultiheadAttention's own, per head
+    blk = vit.model.encoder.layers[2]
+    t = torch.randn(1, 197, 768)
+    with torch.no_grad():
+        _, want = blk.self_attention(t, t, t, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(attention_weights(blk.self_attention, t), want, rtol=1e-4, atol=1e-6)
+    # one block, one head: the class token's row over the 14 x 14 grid tokens, read from the block's own input
+    name = "encoder.layers.encoder_layer_2"
+    a = A.attribute(vit, image, "attention", target=1, attention="block", head=3, layer=name)
+    x = A.pixels(vit, image)
+    fn = vit.pixel_model()
+    tokens_in = vit.module_inputs((x - fn.mean) / fn.std, [f"{name}.self_attention"])[f"{name}.self_attention"]
+    assert tokens_in.shape == (1, 197, 768)
+    want = attention_weights(blk.self_attention, tokens_in)[0, 3, 0, 1:].reshape(14, 14)
+    assert a.layer == name and a.map.shape == (224, 224)
+    np.testing.assert_allclose(a.coarse, want.detach().numpy(), rtol=1e-5, atol=1e-8)
+    w = A.attribute(vit, image, "attention", target=1, attention="block", head=-1, layer=name)
+    assert not np.allclose(w.coarse, a.coarse)
+    assert abs(a.coarse.sum() - 1.0) < 0.2  # most of the class token's attention goes to the grid
+    # rollout: the product of (A + I) / 2 through the blocks, row-normalised
+    r = A.attribute(vit, image, "attention", target=1)
+    assert r.layer == "encoder.layers.encoder_layer_11" and np.isfinite(r.raw).all() and r.raw.min() >= 0
+    eye = torch.eye(3)
+    m = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])[None]
+    torch.testing.assert_close(rollout([m, m]), ((m + eye) / 2) @ ((m + eye) / 2))
+    with pytest.raises(ValueError, match=r"head 12 is out of range: this model has 12 heads"):
+        A.attribute(vit, image, "attention", target=1, attention="block", head=12)
+    assert hook_count(vit.model) == 0
+
+
+def test_attention_in_the_saliency_panel_of_a_vit_only(vit, image):
+    s = cw.Saliency(vit, image, method="attention")
+    s.join()
+    assert ("Attention (ViT)", "attention") in s.method_select.options and s.result.method == "attention"
+    assert s.result.coarse.shape == (14, 14)
+    cnn = cw.Probe(cw.load_model("resnet18", pretrained=False), device="cpu", input_size=64)
+    with pytest.raises(ValueError, match="Attention maps need a vision transformer's blocks"):
+        A.attribute(cnn, image, "attention", target=1)
+    assert "attention" not in [v for _, v in cw.Saliency(cnn, image).method_select.options]

@@ -120,6 +120,13 @@ class Method:
     slow: bool = False  #: many forwards: the panel computes it when asked (Compute), not on every option change
     unit: str = "map"  #: what :meth:`total` counts, for the progress line ("sample", "window position")
     order: int = 100  #: position in the method list
+    #: works on any classifier (in :data:`METHODS`, the "All methods" tab); False: only where :meth:`applies` (a ViT's
+    #: attention), listed by ``registered(probe)`` for such a model
+    general: bool = True
+
+    def applies(self, probe) -> bool:
+        """Whether this method can explain ``probe``'s model (the panel lists only those that can)."""
+        return True
 
     def legend(self, a: "Attribution") -> str:
         """One line (plain text) that says what the map is."""
@@ -183,9 +190,11 @@ def register(cls):
     return cls
 
 
-def registered() -> list[Method]:
-    """The registered methods, in list order."""
-    return sorted(_REGISTRY.values(), key=lambda m: m.order)
+def registered(probe=None) -> list[Method]:
+    """The registered methods, in list order: the general ones (:data:`METHODS`), and with a ``probe`` also those
+    made for its kind of model (the attention of a ViT)."""
+    ms = sorted(_REGISTRY.values(), key=lambda m: m.order)
+    return [m for m in ms if m.general or (probe is not None and m.applies(probe))]
 
 
 def get(name) -> Method:
@@ -208,7 +217,7 @@ class _Names(Sequence):
         self._where = where
 
     def _names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in registered() if self._where(m))
+        return tuple(m.name for m in registered() if self._where(m))  # the general methods
 
     def __getitem__(self, i):
         return self._names()[i]
@@ -235,7 +244,7 @@ class _Table(Mapping):
         return self._what(_REGISTRY[name])
 
     def __iter__(self):
-        return (m.name for m in registered())
+        return (m.name for m in sorted(_REGISTRY.values(), key=lambda m: m.order))
 
     def __len__(self) -> int:
         return len(_REGISTRY)

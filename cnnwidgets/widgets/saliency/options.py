@@ -29,7 +29,7 @@ class OptionControls:
         self.layer = W.Dropdown(options=[(l.label, l.name) for l in A.spatial_layers(probe)], style=STYLE,
                                 layout=W.Layout(width="420px"))
         self.controls: dict[str, dict[str, W.Widget]] = {}
-        for m in A.registered():
+        for m in A.registered(probe):
             row = {}
             for opt in m.options:
                 if not opt.control:

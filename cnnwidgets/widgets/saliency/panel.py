@@ -114,7 +114,7 @@ class Saliency(Panel):
         self.image_select = W.Dropdown(options=opts, value=YOURS if given else "chelsea", description="image",
                                        style=STYLE, layout=W.Layout(width="220px"))
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload")
-        self.method_select = W.Dropdown(options=[(m.label, m.name) for m in A.registered()], description="method",
+        self.method_select = W.Dropdown(options=[(m.label, m.name) for m in A.registered(self.probe)], description="method",
                                         style=STYLE, layout=W.Layout(width="280px"))
         self.method_select.add_class("cnnw-saliency-method")
         self.top_buttons = [W.Button(layout=W.Layout(width="auto", max_width="230px")) for _ in range(5)]
