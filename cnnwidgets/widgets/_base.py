@@ -235,21 +235,24 @@ def layer_position(probe, name: str) -> str:
     conv layer it comes after (``BatchNorm2d after conv layer 7 of 49``)."""
     layer = probe.layer(name)
     convs = probe.layers.names
+    word = "layer" if any(l.reshape is not None for l in probe.layers) else "conv layer"  # a transformer: its blocks
     if layer.name in convs:
-        return f"conv layer {convs.index(layer.name) + 1} of {len(convs)}"
+        return f"{word} {convs.index(layer.name) + 1} of {len(convs)}"
     before = [i for i, l in enumerate(probe.layers) if l.order < layer.order]
     if not convs:
         return layer.type
     if not before:
-        return f"{layer.type} before conv layer 1 of {len(convs)}"
-    return f"{layer.type} after conv layer {before[-1] + 1} of {len(convs)}"
+        return f"{layer.type} before {word} 1 of {len(convs)}"
+    return f"{layer.type} after {word} {before[-1] + 1} of {len(convs)}"
 
 
 def layer_label(probe, slider: W.SelectionSlider, name: str) -> str:
     """HTML under a layer slider: ``conv layer 7 of 49: name · type · output 144×56×56`` (the readout is too narrow)."""
     layer = probe.layer(name)
     return (f"<div style='line-height:1.35;padding:2px 0'><span style='color:#666'>{layer_position(probe, name)}:</span> "
-            f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}</div>")
+            f"<b>{html.escape(layer.name)}</b> · {html.escape(layer.type)} · output {'×'.join(map(str, layer.shape))}"
+            + (f" <span style='color:#666'>({html.escape(layer.reshape.describe())})</span>" if layer.reshape is not None
+               else "") + "</div>")
 
 
 class LayerSlider:
