@@ -359,7 +359,7 @@ def test_checkpoints_side_by_side(data, tmp_path):
 
 
 def test_lightning_callback_call_sequence(data):
-    """Lightning is not installed: the callback's hooks, called as Lightning's Trainer calls them."""
+    """The callback's hooks, called by name as Lightning's Trainer calls them (also where Lightning is not installed)."""
     x, y = data
     m, probe = model_and_probe()
     mon = cw.Monitor(probe, x[0], every=2)
@@ -446,3 +446,57 @@ def test_cka_needs_four_probe_images_and_can_be_turned_off(data):
         assert np.isnan(mon.history.cka_matrix()).all() and mon.cka_figure.layout.display == "none"
     assert "4 probe images or more" in one.cka_note.value and "cka=False" in off.cka_note.value
     assert one.maps.value and off.maps.value
+
+
+class _Digits(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _lightning_run(data, with_monitor: bool):
+    """A user's LightningModule trained for 6 steps by a real Trainer, with or without the Monitor's callback."""
+    L = pytest.importorskip("lightning.pytorch", reason="Lightning is a test extra (make test installs it)")
+    x, y = data
+    m, probe = model_and_probe()
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.seen = m, []
+
+        def training_step(self, batch, batch_idx):
+            loss = F.cross_entropy(self.net(batch[0]), batch[1])
+            self.seen.append(loss.item())
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+    mon = cw.Monitor(probe, x[0], images=x[:8], every=2) if with_monitor else None
+    L.seed_everything(3, verbose=False)
+    loader = torch.utils.data.DataLoader(_Digits(x[:192], y[:192]), batch_size=32, shuffle=True)
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[mon.lightning_callback()] if mon else [])
+    module = Module()
+    trainer.fit(module, loader)
+    return m, module.seen, mon, trainer
+
+
+def test_a_real_lightning_trainer_with_the_callback_trains_the_same_and_is_watched(data):
+    L = pytest.importorskip("lightning.pytorch", reason="Lightning is a test extra (make test installs it)")
+    plain, plain_losses, _, _ = _lightning_run(data, with_monitor=False)
+    watched, losses, mon, trainer = _lightning_run(data, with_monitor=True)
+    assert any(type(c).__name__ == "MonitorCallback" and isinstance(c, L.Callback) for c in trainer.callbacks)
+    assert len(losses) == 6 and losses == plain_losses, "the same losses, bit for bit"
+    for (k, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
+        assert torch.equal(a, b), k
+    h = mon.history
+    assert h.losses()[1].tolist() == pytest.approx(losses, rel=1e-6), "the monitor saw every step's loss"
+    assert h.steps[0] == 0 and h.steps[-1] == 6 and len(h) >= 3, h.steps
