@@ -637,6 +637,23 @@ class Probe:
             g = torch.zeros_like(raw)
         return l.maps(cap.outputs[l.name].detach(), hw), l.maps(g.detach(), hw)
 
+    def extra_tokens(self, images, layer, *, preprocess: bool = True) -> torch.Tensor:
+        """The tokens a token layer sets aside from its maps (class, distillation, register tokens): ``N x extra x C``,
+        detached, on the CPU; ``N x 0 x C`` for a layer without any."""
+        l = self.layer(layer)
+        if l.reshape is None or l.reshape.kind != "tokens":
+            raise ValueError(f"{l.name!r} is not a token layer (its output is {'×'.join(map(str, l.shape))} as it is); "
+                             "extra tokens belong to a transformer's token layers, e.g. a ViT's encoder blocks.")
+        x = self.prepare(images, preprocess)
+        v = self._view()
+        with torch.no_grad(), hooks.capture(v, {l.name: v.get_submodule(l.name)}, {l.name: l.calls},
+                                            stop_after=l.name) as cap:
+            cap.keep_raw = True
+            hooks.run_forward(v, x)
+        if l.name not in cap.raw:
+            raise RuntimeError(f"Layer {l.name!r} produced no tensor output in this forward.")
+        return l.reshape.extra_tokens(cap.raw[l.name]).detach().to("cpu").clone()
+
     def module_inputs(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
         """The input tensor of each module ``names`` (any module, e.g. a ViT block's attention) for the prepared batch
         ``x``: one forward of the view, no grad, detached."""

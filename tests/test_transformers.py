@@ -66,6 +66,17 @@ def test_vit_maps_are_the_grid_tokens_in_row_major_order(vit, image):
     torch.testing.assert_close(maps, raw[:, 1:].reshape(1, 14, 14, 768).permute(0, 3, 1, 2), rtol=1e-4, atol=1e-4)
 
 
+def test_the_class_token_is_set_aside_and_can_be_read_apart(vit, image):
+    name = "encoder.layers.encoder_layer_11"
+    cls = vit.extra_tokens(image, name)
+    assert cls.shape == (1, 1, 768)
+    with torch.no_grad():  # the class token after the last block is what the head reads (after the final norm)
+        logits = vit.model.heads(vit.model.encoder.ln(cls[:, 0]))
+    torch.testing.assert_close(logits, vit.forward(image).cpu(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="'conv_proj' is not a token layer"):
+        vit.extra_tokens(image, "conv_proj")
+
+
 def test_swin_lists_its_blocks_as_channels_last_maps(swin, image):
     blocks = [l for l in swin.layers if l.reshape is not None]
     assert [l.name for l in blocks][:3] == ["features.1.0", "features.1.1", "features.2"]
@@ -135,6 +146,16 @@ def test_cka_between_a_cnn_and_a_vit(vit):
     assert r.matrix.shape == (2, 3) and r.cols == blocks and np.isfinite(r.matrix).all()
     same = cka.model_similarity(vit, vit, imgs, blocks, blocks, estimator="biased")
     np.testing.assert_allclose(np.diag(same.matrix), 1.0, atol=1e-4)
+    # the panel, model x model: the ViT's columns are its blocks, named by block
+    from cnnwidgets.widgets.cka_heatmap import CKAHeatmap
+
+    hm = CKAHeatmap(cnn, imgs, mode="models", other=vit, layers=["layer1.0.conv1", "layer4.1.conv2"], batch_size=4,
+                    run_mode="foreground")
+    hm.join()
+    assert hm.result.matrix.shape == (2, 13) and hm.result.cols[1:] == [f"encoder.layers.encoder_layer_{i}" for i in range(12)]
+    hm.select_cell(1, 5)
+    assert hm.layer_a == "layer4.1.conv2" and hm.layer_b == "encoder.layers.encoder_layer_4"
+    assert hook_count(vit.model) == 0 and hook_count(cnn.model) == 0
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -219,6 +240,21 @@ def test_timm_pretrained_without_cache_or_network_is_a_clear_error(tmp_path):
                           "(timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k)"), out
     assert "load_model('timm:vit_tiny_patch16_224', pretrained=False) for random weights" in out
     assert "load_model('efficientnet_lite0')" in out and "LOADED" not in out
+
+
+@pytest.mark.parametrize("name, layer, index", [("vit_tiny_patch16_224", "blocks.5", 5),
+                                                ("swin_tiny_patch4_window7_224", "layers.1.blocks.1", 1)])
+def test_token_layers_are_what_timms_forward_intermediates_gives(name, layer, index, image):
+    """timm's own reading of its blocks as maps (prefix tokens split off, NCHW): the Probe's maps are the same numbers."""
+    pytest.importorskip("timm", reason="timm is an optional dependency (the dev extra installs it)")
+    m = cw.load_model(f"timm:{name}", pretrained=False)
+    p = cw.Probe(m, device="cpu")
+    ours = p.activations(image, layer)
+    with torch.no_grad():
+        theirs = m.forward_intermediates(p.prepare(image).cpu(), indices=[index], norm=False, output_fmt="NCHW",
+                                         intermediates_only=True)[0]
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_timm_models_bring_their_preprocessing_and_classes():
