@@ -28,6 +28,14 @@ PANELS = {  # name: the cell that shows it
     "embedding": "emb = cw.Embedding(p, x, names, layer=p.layers[20].name)\nemb",
     "imagegrid": "grid = cw.ImageGrid(x, labels=names, per_page=12, cols=6)\ngrid",
     "explorer": "ex = cw.Explorer(p, cat, panels=['Feature maps', 'Histograms', 'Dream'])\nex",
+    "monitor": ("import torch.nn.functional as F\ntorch.manual_seed(0)\n"
+                "net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),\n"
+                "    torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),\n"
+                "    torch.nn.Linear(8, 10))\nxs, ys = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))\n"
+                "mon = cw.Monitor(cw.Probe(net, input_size=32, mean=0, std=1, device='cpu'), xs[0], images=xs[:8], every=2)\n"
+                "display(mon)\nopt = torch.optim.SGD(net.parameters(), lr=0.1)\nfor s in range(8):\n"
+                "    loss = F.cross_entropy(net(xs), ys); opt.zero_grad(); loss.backward(); opt.step(); mon.step(loss=loss)\n"
+                "mon.finish()"),
 }
 
 # per output area of the notebook: widget outputs, those with a rendered view, "Loading widget..." placeholders
@@ -127,6 +135,12 @@ def test_every_panel_renders_again_after_a_reload_and_in_a_second_tab(lab):
     # Explorer: the Histograms tab, clicked
     _cell_output(nb, cell["explorer"]).locator(".lm-TabBar-tab", has_text="Histograms").first.click()
     assert _wait(nb, "sorted(ex.panels)", lambda v: "Histograms" in v)
+    # Monitor (trained in its cell): the snapshot slider moved back with the keyboard
+    last = _wait(nb, "mon.slider.value", lambda v: v >= 3)
+    _cell_output(nb, cell["monitor"]).locator(".noUi-handle, .ui-slider-handle").first.click()
+    for _ in range(2):
+        page.keyboard.press("ArrowLeft")
+    assert _wait(nb, "mon.slider.value", lambda v: v < last) < last
     page.wait_for_timeout(1000)  # the last images arrive
 
     before = _views(nb)
