@@ -1,9 +1,10 @@
 """The only place cnnwidgets registers hooks, always on the Probe's private view of a model.
 
 :func:`capture` registers forward hooks that collect layer outputs and (optionally) stop the forward
-right after the deepest requested layer; :func:`trace` records every module's output shape and call
-order; :func:`conv_bn_pairs` finds convolutions feeding a BatchNorm; :func:`stop_checks` lets a Stop end a
-forward or backward at the next layer. Each is a ``with`` block or
+right after the deepest requested layer; :func:`capture_inputs` collects modules' inputs (a ViT block's
+attention input); :func:`trace` records every module's output shape and call order; :func:`conv_bn_pairs`
+finds convolutions feeding a BatchNorm; :func:`guided_relus` turns a backward into guided backpropagation;
+:func:`stop_checks` lets a Stop end a forward or backward at the next layer. Each is a ``with`` block or
 removes its hooks in ``finally``, so an exception, a ``KeyboardInterrupt`` or a re-run cell cannot
 leave a hook behind. The user's own module never gets a hook (:mod:`cnnwidgets.view`).
 """
