@@ -49,39 +49,50 @@ def structure_key(model: nn.Module) -> tuple:
     return (tuple(map(id, mods)), attrs, tuple((id(t), t.data_ptr(), t.shape, t.dtype, t.device) for t in tensors))
 
 
-#: the integer type of each element size: a tensor's bits are summed as these integers
-_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}
+#: below this many bytes a CPU tensor is summed by numpy (less overhead per call than torch's ops)
+_SMALL = 1 << 18
 
 
-def _digest(t: torch.Tensor):
-    """A number that changes when any bit of ``t`` changes (in practice): the sum of its bit patterns as integers,
-    wrapping around (exact and order-free). On the CPU an ``int`` (numpy, one thread: predictable while training
-    runs beside it; the bytes read as 64-bit words); elsewhere a 0-d tensor on ``t``'s device."""
-    t = t.detach()
-    if t.numel() == 0:
-        return 0
-    if t.device.type == "cpu":
-        b = t.contiguous().reshape(-1).view(torch.uint8).numpy()
-        n8 = len(b) // 8 * 8
-        return int(b[:n8].view(np.uint64).sum(dtype=np.uint64)) + int(b[n8:].sum(dtype=np.uint64))
-    itype = _INT[t.element_size()]
-    return t.reshape(-1).view(itype).sum(dtype=itype if t.element_size() >= 4 else torch.int64).to(torch.int64)
+def _digest(t: torch.Tensor) -> list:
+    """Two numbers that change when ``t``'s values change: the sum of its bytes read as 64-bit integers, wrapping
+    around (any single bit; exact and order-free), and, for floating tensors, the sum of its values (which weighs
+    each element by its size, so edits that move sign bits in step, ``w.mul_(-1)``, cannot cancel out as they can
+    in a wrapping sum). Python numbers for small CPU tensors, 0-d tensors on ``t``'s device otherwise."""
+    flat = t.detach().contiguous().reshape(-1)
+    b = flat.view(torch.uint8)
+    n8 = b.numel() // 8 * 8
+    if flat.device.type == "cpu" and b.numel() < _SMALL:
+        a = b.numpy()
+        out = [int(a[:n8].view(np.uint64).sum(dtype=np.uint64)) + int(a[n8:].sum(dtype=np.uint64))]
+        if t.is_complex():
+            out.append(complex(flat.numpy().sum(dtype=np.complex128)))
+        elif t.is_floating_point():
+            v = flat.numpy() if flat.dtype != torch.bfloat16 else flat.float().numpy()
+            out.append(float(v.sum(dtype=np.float64)))
+        return out
+    out = [b[:n8].view(torch.int64).sum() + b[n8:].sum(dtype=torch.int64)]
+    if t.is_complex():
+        out.append(torch.view_as_real(flat).sum().to(torch.float64))
+    elif t.is_floating_point():
+        out.append(flat.sum(dtype=torch.float32 if t.element_size() < 4 else None).to(torch.float64))
+    return out
 
 
 def fingerprint(model: nn.Module) -> str:
     """A short hex digest of the model's structure and of every bit of its weights and buffers.
 
-    Reads every weight once (its cost: ``benchmarks/private_view.py``); catches in-place edits that
-    bump no autograd version (``w.data.mul_(2)``, ``w.data[mask] = 0``) as well as training steps,
-    ``load_state_dict`` and replaced tensors or modules."""
+    Reads every weight twice (its cost: ``benchmarks/private_view.py``); catches in-place edits that
+    bump no autograd version (``w.data.mul_(2)``, ``w.data[mask] = 0``, ``w.data.neg_()``) as well as training
+    steps, ``load_state_dict`` and replaced tensors or modules."""
     mods, tensors = modules_and_tensors(model)
     h = hashlib.blake2b(digest_size=16)
     h.update(str(hash(structure_key(model))).encode())
-    sums = [_digest(t) for t in tensors]
-    dev = [s for s in sums if isinstance(s, torch.Tensor)]
-    if dev:  # one transfer for all device sums
-        vals = iter(torch.stack(dev).tolist())
-        sums = [next(vals) if isinstance(s, torch.Tensor) else s for s in sums]
+    sums = [x for t in tensors for x in _digest(t)]
+    kinds = {(x.device, x.dtype) for x in sums if isinstance(x, torch.Tensor)}
+    for device, dtype in kinds:  # one transfer per device and kind of sum
+        picked = [i for i, x in enumerate(sums) if isinstance(x, torch.Tensor) and (x.device, x.dtype) == (device, dtype)]
+        for i, v in zip(picked, torch.stack([sums[i] for i in picked]).tolist()):
+            sums[i] = v
     h.update(repr(sums).encode())
     return h.hexdigest()
 

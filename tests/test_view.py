@@ -59,3 +59,18 @@ def test_an_edit_through_data_that_bumps_no_version_is_seen():
     m.weight.data.mul_(1.5)
     assert m.weight._version == version, "the premise: .data edits bump no autograd version"
     assert view.fingerprint(m) != before
+
+
+@pytest.mark.parametrize("n", [6, 7, 100_000], ids=["words-even", "odd-bytes", "large"])
+def test_flipping_signs_in_step_is_seen(n):
+    """``w.mul_(-1)`` / ``w.neg_()`` on a tensor with as many positive as negative values: in a sum of bit patterns
+    the sign bits' changes cancel out; the fingerprint must still change (the panels' saliency maps would not)."""
+    g = torch.Generator().manual_seed(1)
+    v = torch.rand(n, generator=g) + 0.1
+    v[: n // 2] *= -1  # as many negative as positive values (one more positive when n is odd)
+    m = nn.Module()
+    m.w = nn.Parameter(v)
+    before = view.fingerprint(m)
+    with torch.no_grad():
+        m.w.neg_()
+    assert view.fingerprint(m) != before
