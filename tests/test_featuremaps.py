@@ -293,3 +293,15 @@ def test_bad_layer_and_option_names(fm):
     with pytest.raises(ValueError, match="Unknown colormap"):
         fm.cmap = "no-such-map"
     fm.cmap = "viridis"
+
+
+def test_many_first_layer_filters_show_the_first_64_and_say_so():
+    """A ViT-style patch embedding (here 96 filters 8×8) would make a column thousands of pixels tall."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 96, 8, stride=8), nn.ReLU(), nn.Conv2d(96, 8, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 4))
+    fm = FeatureMaps(cw.Probe(model, device="cpu", input_size=64, mean=0, std=1), cw.sample_image("coffee"))
+    assert "the first 64 of 96 filters 8×8" in fm.filters_caption.value
+    w, h = Image.open(io.BytesIO(fm.filters_view.value)).size
+    assert h <= w, "8 columns of 64 filters: a square, not a tower"
+    fm.close()

@@ -155,7 +155,10 @@ class DetailView:
 
 
 class FiltersView:
-    """The first convolution's filters as small images (RGB for a colour model, gray otherwise)."""
+    """The first convolution's filters as small images (RGB for a colour model, gray otherwise; at most
+    :attr:`MAX_FILTERS`)."""
+
+    MAX_FILTERS = 64
 
     def __init__(self):
         self.caption = W.HTML()
@@ -168,12 +171,15 @@ class FiltersView:
             self.caption.value = ""
             self.image.layout.display = "none"
             return
-        tiles = stats.filter_images(w)
+        shown = min(len(w), self.MAX_FILTERS)  # a ViT's patch embedding has 768: the first 64 say what they look like
+        tiles = stats.filter_images(w[:shown])
         k = max(1, 24 // max(tiles.shape[1:3]))
         tiles = np.repeat(np.repeat((tiles * 255).round().astype(np.uint8), k, axis=1), k, axis=2)
         set_image(self.image, render.mosaic(tiles, min(8, len(tiles)), pad=2))
         self.image.layout.display = None
         rgb = "RGB" if w.shape[1] == 3 else f"mean of {w.shape[1]} input channel(s), gray"
         self.caption.value = div(f"<b>first conv layer's filters</b><br><span style='font-size:11px;color:#666'>"
-                                 f"{html.escape(first.name)}: {w.shape[0]} filters {w.shape[2]}×{w.shape[3]} ({rgb}), "
+                                 f"{html.escape(first.name)}: "
+                                 f"{w.shape[0] if shown == len(w) else f'the first {shown} of {w.shape[0]}'} filters "
+                                 f"{w.shape[2]}×{w.shape[3]} ({rgb}), "
                                  "each scaled to its own range</span>")
