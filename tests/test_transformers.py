@@ -1,6 +1,8 @@
 """Vision transformers as feature maps: token layers (ViT) and channels-last maps (Swin) read as C x H x W inside the
 Probe, and every analysis on them (Grad-CAM, Guided Grad-CAM, dream objectives, CKA). Real torchvision models with
 random weights."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,21 @@ def test_the_class_token_is_set_aside_and_can_be_read_apart(vit, image):
     torch.testing.assert_close(logits, vit.forward(image).cpu(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="'conv_proj' is not a token layer"):
         vit.extra_tokens(image, "conv_proj")
+
+
+def test_feature_maps_show_the_class_token_apart(vit, image):
+    """The channel's large view says the class token's value, which the 14×14 map leaves out; CNN layers say none."""
+    name = "encoder.layers.encoder_layer_3"
+    fm = cw.FeatureMaps(vit, image, layer=name)
+    fm.channel = 5
+    cls = vit.extra_tokens(image, name)[0, 0, 5].item()
+    text = fm.big_title.value
+    assert "class token (not in the map):" in text
+    shown = float(re.search(r"class token \(not in the map\): ([-0-9.e]+)", text).group(1))
+    assert shown == pytest.approx(cls, rel=1e-3, abs=1e-3)
+    fm.layer = "conv_proj"
+    assert "class token" not in fm.big_title.value
+    fm.close()
 
 
 def test_swin_lists_its_blocks_as_channels_last_maps(swin, image):

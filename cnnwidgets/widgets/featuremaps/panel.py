@@ -435,6 +435,20 @@ class FeatureMaps(Panel):
             return render.normalize(m, lo=self._range[0], hi=self._range[1])
         return render.normalize(m, "channel")
 
+    def _aside(self, c: int) -> list[tuple[str, float]]:
+        """A token layer's set-aside tokens (class, register) at channel ``c``, for this image: [(name, value)]."""
+        r = getattr(self.probe.layer(self.layer), "reshape", None)
+        if r is None or r.kind != "tokens" or not r.extra:
+            return []
+        key = f"{self.layer} tokens"  # kept beside the maps, forgotten with them (new image, new weights)
+        if key not in self._memo:
+            try:
+                self._memo[key] = stats._np(self.probe.extra_tokens(self._x, self.layer, preprocess=False)[0].float())
+            except Exception:
+                return []
+        names = ["class token"] if r.extra == 1 else [f"token {i}" for i in range(r.extra)]
+        return [(n, float(v)) for n, v in zip(names, self._memo[key][:, c])]
+
     def _render_selection(self) -> None:
         if self._busy or not self._is_maps():
             if self._acts is not None and not self._is_maps() and not self._busy:
@@ -444,7 +458,7 @@ class FeatureMaps(Panel):
         m = self._acts[c]
         s = stats.describe(m)
         lo, hi = (self._range if self.norm == "layer" else (s.min, s.max))
-        self.detail.show(c, m, self.channel_unit(), self.cmap, lo, hi, self._acts.shape[0])
+        self.detail.show(c, m, self.channel_unit(), self.cmap, lo, hi, self._acts.shape[0], self._aside(c))
         # outline the selected tile, if it is on this page
         plan = self._plan
         pos = np.flatnonzero(self._visible == c)

@@ -137,7 +137,9 @@ class DetailView:
         self.box = W.VBox([self.title, W.HBox([self.image, bar])],
                           layout=W.Layout(width=f"{BIG + 80}px", margin="0 0 0 8px", flex="0 0 auto"))
 
-    def show(self, c: int, m: np.ndarray, unit: np.ndarray, cmap: str, lo: float, hi: float, channels: int) -> None:
+    def show(self, c: int, m: np.ndarray, unit: np.ndarray, cmap: str, lo: float, hi: float, channels: int,
+             aside=()) -> None:
+        """``aside``: a token layer's tokens set aside from the map (class, register), as (name, value) pairs."""
         s = stats.describe(m)
         set_image(self.image, render.upscale(render.colorize(unit, cmap), BIG_PX))
         if self._cmap != cmap:
@@ -151,7 +153,9 @@ class DetailView:
         self.title.value = div(f"<b>channel {c}</b> of {channels}{dead}<br>"
                                f"<span style='font-size:12px'>{m.shape[0]}×{m.shape[1]} map; values "
                                f"{fmt(s.min)} … {fmt(s.max)}, mean {fmt(s.mean)}; "
-                               f"colours span [{fmt(lo)}, {fmt(hi)}]</span>{extra}")
+                               f"colours span [{fmt(lo)}, {fmt(hi)}]"
+                               + "".join(f"<br>{html.escape(n)} (not in the map): {fmt(v)}" for n, v in aside)
+                               + f"</span>{extra}")
 
 
 class FiltersView:
