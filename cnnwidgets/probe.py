@@ -31,6 +31,11 @@ _EXAMPLE_PREPROCESSING = {1: "MNIST's: Probe(model, input_size=28, mean=0.1307, 
                           3: "CIFAR-10's: Probe(model, input_size=32, mean=(0.491, 0.482, 0.447), "
                              "std=(0.247, 0.243, 0.262))"}
 
+
+class OutputChosen(UserWarning):
+    """The model returns several tensors (a dict, a tuple); the Probe says once which one it reads as the scores."""
+
+
 class PreprocessingGuessed(UserWarning):
     """The Probe had to guess how images are normalised (or sized) for a model."""
 
@@ -318,6 +323,7 @@ class Probe:
         meta = model_info(model)
         self.name = meta.name if meta else type(model).__name__
         self.output_key = output_key
+        self.output_note = None  # which of several outputs is read, when the Probe chose (see _output)
         self._mirror = view.Mirror(self.device)
         self._local = threading.local()
         self._lock = threading.RLock()  # building views and copies
@@ -514,9 +520,20 @@ class Probe:
                 raise ValueError(f"The model returns a dict with keys {list(out)}; say which one holds the class "
                                  f"scores: Probe(model, output_key={keys[0] if keys else 'name'!r}).")
             out = out[key]
+            if self.output_key is None and len(keys) > 1:
+                self._say_output(f"returns a dict ({', '.join(map(repr, keys))}): its {key!r} is read as the class "
+                                 f"scores; Probe(model, output_key=...) reads another")
         while isinstance(out, (tuple, list)) and out:
+            if len(out) > 1:
+                self._say_output(f"returns a {type(out).__name__} of {len(out)}: its first element is read as the "
+                                 "class scores")
             out = out[0]
         return out
+
+    def _say_output(self, text: str) -> None:
+        if getattr(self, "output_note", None) is None:
+            self.output_note = text
+            warnings.warn(f"{self.name} {text}.", OutputChosen, stacklevel=4)
 
     def layer(self, key: str | int | Layer) -> Layer:
         """A layer by name (any module, not only convs), by index into :attr:`layers`, or as given."""
@@ -848,7 +865,8 @@ class Probe:
                    (f"{self.num_classes} unnamed classes (classes=[...] names them)" if self.num_classes else "no class scores"))
         return (f"Probe({self.name}, device={self.device}, {len(self.layers)} conv layers, "
                 f"input {self.transform.channels}x{'x'.join(map(str, self.transform.input_size))})\n"
-                f"  preprocessing: {self.describe_preprocessing()}\n  output: {classes}")
+                f"  preprocessing: {self.describe_preprocessing()}\n  output: {classes}"
+                + (f" (the model {self.output_note})" if getattr(self, "output_note", None) else ""))
 
 
 class _PixelModel(nn.Module):

@@ -149,8 +149,32 @@ class DictOut(nn.Module):
 
 
 def test_a_model_that_returns_a_dict():
-    p = cw.Probe(DictOut(), input_size=28, mean=0, std=1)  # "logits" is found
-    assert p.num_classes == 10 and len(p.predict(torch.rand(1, 28, 28), 3)[0]) == 3
+    with pytest.warns(cw.probe.OutputChosen, match="DictOut returns a dict \\('logits', 'features'\\): its 'logits' "
+                      "is read as the class scores") as said:
+        p = cw.Probe(DictOut(), input_size=28, mean=0, std=1)  # "logits" is found, and said once
+        assert p.num_classes == 10 and len(p.predict(torch.rand(1, 28, 28), 3)[0]) == 3
+    assert len([w for w in said if w.category is cw.probe.OutputChosen]) == 1
+    assert "its 'logits' is read" in repr(p)
+
+
+class TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = SmallCNN()
+
+    def forward(self, x):
+        return self.net(x), x.mean()
+
+
+def test_a_model_that_returns_a_tuple_says_which_element_is_read():
+    with pytest.warns(cw.probe.OutputChosen, match="TupleOut returns a tuple of 2: its first element"):
+        p = cw.Probe(TupleOut(), input_size=28, mean=0, std=1)
+    assert p.num_classes == 10
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cw.Probe(DictOut("scores"), input_size=28, mean=0, std=1, output_key="scores")  # told: nothing to say
     with pytest.raises(ValueError, match="output_key='scores'") as e:
         cw.Probe(DictOut("scores"), input_size=28, mean=0, std=1)
     short(e.value)
