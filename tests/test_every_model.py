@@ -79,6 +79,7 @@ def exercise(model, images, expect_blocks=None):
     before = fm.grid_image.value
     fm.slider.value = last.name
     assert fm.layer == last.name and fm.grid_image.value != before
+    fm.close()  # a panel's widgets stay registered (and hold the model) until closed
     for method in ("saliency", "gradcam"):
         a = A.attribute(p, images[0], method, target=1)
         assert a.map.shape == tuple(p.transform.input_size) and np.isfinite(a.raw).all(), method
@@ -116,8 +117,12 @@ def test_timm_model(name, images):
     if budget_left() < -60:
         pytest.skip(f"this file's time budget ({BUDGET_S:.0f} s, and a minute for timm) is spent")
     model = cw.load_model(f"timm:{name}", pretrained=False)
-    assert model.cnnwidgets_info.name == f"timm:{name}" and model.cnnwidgets_info.classes[0] == "tench"
-    blocks = 12 if ("vit" in name or "deit" in name) else (4 if "swin" in name else None)
-    p = exercise(model, images, blocks)
-    if "deit" in name:
-        assert p.layers[-1].reshape.extra == 2  # class and distillation tokens set aside
+    try:
+        assert model.cnnwidgets_info.name == f"timm:{name}" and model.cnnwidgets_info.classes[0] == "tench"
+        blocks = 12 if ("vit" in name or "deit" in name) else (4 if "swin" in name else None)
+        p = exercise(model, images, blocks)
+        if "deit" in name:
+            assert p.layers[-1].reshape.extra == 2  # class and distillation tokens set aside
+    finally:
+        del model
+        gc.collect()
