@@ -38,6 +38,24 @@ KERNEL = "cnnwidgets-test"
 MAX_OPEN = 3  # notebooks (and their kernels) kept open at once; the least recently used is closed
 
 
+
+def wait_change(get, old, timeout=20.0):
+    """Poll ``get()`` until it gives something other than ``old`` (and not empty); that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = get()
+        if new and new != old:
+            return new
+        time.sleep(0.2)
+    raise AssertionError(f"nothing changed within {timeout}s (still {str(old)[:80]})")
+
+
+def printed_repr(nb, expr) -> str:
+    """``repr(expr)`` as the notebook's kernel prints it (a cell run in ``nb``)."""
+    out = nb.run_cell(f"print(repr({expr}))")
+    return "".join(o.get("text", "") for o in out if o.get("output_type") == "stream").strip()
+
+
 class CellError(AssertionError):
     """A notebook cell raised in the browser; the message holds the cell source and its traceback."""
 

@@ -1,27 +1,12 @@
 """FeatureMaps and Histogram in JupyterLab, driven by real keyboard and mouse input in headless Chromium."""
 import json
-import time
 
 import pytest
 
+from browser import printed_repr as _value, wait_change as _wait_change
+
 GRID_IMG = ".cnnw-grid image"  # the bqplot Image mark's SVG <image> (its href is a blob of the PNG)
 BIG_IMG = "img.cnnw-big"
-
-
-def _wait_change(get, old, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        new = get()
-        if new and new != old:
-            return new
-        time.sleep(0.2)
-    raise AssertionError(f"nothing changed within {timeout}s (still {str(old)[:80]})")
-
-
-def _value(nb, expr):
-    out = nb.run_cell(f"print(repr({expr}))")
-    text = "".join(o.get("text", "") for o in out if o.get("output_type") == "stream")
-    return text.strip()
 
 
 @pytest.mark.browser

@@ -1,25 +1,11 @@
 """FeatureMaps on a vision transformer in JupyterLab: the layer slider walks ViT-B/16's encoder blocks, by keyboard."""
 import json
-import time
 
 import pytest
 
+from browser import printed_repr as _value, wait_change as _wait_change
+
 GRID_IMG = ".cnnw-grid image"
-
-
-def _wait_change(get, old, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        new = get()
-        if new and new != old:
-            return new
-        time.sleep(0.2)
-    raise AssertionError(f"nothing changed within {timeout}s (still {str(old)[:80]})")
-
-
-def _value(nb, expr):
-    out = nb.run_cell(f"print(repr({expr}))")
-    return "".join(o.get("text", "") for o in out if o.get("output_type") == "stream").strip()
 
 
 @pytest.mark.browser
@@ -43,7 +29,7 @@ def test_featuremaps_slider_walks_the_encoder_blocks_of_a_vit(lab):
         before = href()
         handle.click()
         page.keyboard.press("ArrowRight")
-        _wait_change(href, before)
+        _wait_change(href, before, timeout=30.0)
         seen.append(json.loads(_value(nb, "fm.layer").replace("'", '"')))
     assert seen == [f"encoder.layers.encoder_layer_{i}" for i in (1, 2, 3)]
     text = label()
