@@ -531,7 +531,7 @@ class Probe:
         return out
 
     def _say_output(self, text: str) -> None:
-        if getattr(self, "output_note", None) is None:
+        if self.output_note is None:
             self.output_note = text
             warnings.warn(f"{self.name} {text}.", OutputChosen, stacklevel=4)
 
@@ -866,7 +866,7 @@ class Probe:
         return (f"Probe({self.name}, device={self.device}, {len(self.layers)} conv layers, "
                 f"input {self.transform.channels}x{'x'.join(map(str, self.transform.input_size))})\n"
                 f"  preprocessing: {self.describe_preprocessing()}\n  output: {classes}"
-                + (f" (the model {self.output_note})" if getattr(self, "output_note", None) else ""))
+                + (f" (the model {self.output_note})" if self.output_note else ""))
 
 
 class _PixelModel(nn.Module):
