@@ -30,6 +30,7 @@ _LAZY = {
     "stats": "cnnwidgets.analyses.stats",
     "embedding": "cnnwidgets.analyses.embedding",
     "monitor": "cnnwidgets.analyses.monitor",
+    "index": "cnnwidgets.index",
 }
 
 
