@@ -317,6 +317,30 @@ class Histogram(Panel):
         return "".join(vals).replace(" ", "\u00a0")
 
     # --- static --------------------------------------------------------------------------------
+    def parameters_figure(self, bins: int | None = None, cols: int = 4):
+        """A matplotlib Figure (not registered with pyplot) of one ``bins``-bin histogram (default: the panel's,
+        50) per state_dict entry of the table (every one but ``num_batches_tracked``), in the table's order, titled
+        with the entry's name, its mean, std (ddof=1), min and max (seed 003's figures, all at once)."""
+        from matplotlib.figure import Figure
+
+        bins = self.bins if bins is None else int(bins)
+        if bins < 1 or int(cols) < 1:
+            raise ValueError(f"bins and cols must be positive whole numbers, got bins={bins}, cols={cols}.")
+        rows = self.table_rows
+        cols = min(int(cols), len(rows))
+        nrow = -(-len(rows) // cols)
+        fig = Figure(figsize=(3.4 * cols, 2.5 * nrow), layout="constrained")
+        axes = fig.subplots(nrow, cols, squeeze=False).ravel()
+        for ax, r in zip(axes, rows):
+            h, st = stats.histogram(self._state[r.name], bins=bins), r.stats
+            ax.bar(h.centers, h.counts, width=h.width, color="#3b6ea8" if r.trainable else "#7a7a7a")
+            ax.set_title(f"{r.name} {'×'.join(map(str, r.shape))}\nmean {_g(st.mean)} std {_g(st.std)}\n"
+                         f"min {_g(st.min)} max {_g(st.max)}", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in axes[len(rows):]:
+            ax.axis("off")
+        return fig
+
     def figure(self, **kwargs):
         """A matplotlib figure of the four histograms with their statistics."""
         import matplotlib.pyplot as plt

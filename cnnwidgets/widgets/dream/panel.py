@@ -46,6 +46,7 @@ class Dream(Panel):
     ``preset`` (naive / regularized) and ``objective`` (channel / neuron / layer). ``compare``: more
     probes to dream side by side with the same objective (the layer at the same relative depth).
     ``size``: the image size (default: the model's input size, at most 128 px on a CPU).
+    ``objective``, ``preset`` and ``mode`` set those traits at once (``Dream(probe, "layer2", 5, preset="naive")``).
     ``run_mode``: ``"auto"`` (a background thread, or the foreground on Colab), ``"thread"``, ``"foreground"``.
     """
 
@@ -56,7 +57,12 @@ class Dream(Panel):
     objective = T.Unicode(J.CHANNEL).tag(sync=False)
 
     def __init__(self, probe, layer=None, channel=None, *, compare=(), photo=None, steps: int | None = None,
-                 size: int | None = None, run_mode: str = "auto", fps: float = 15.0):
+                 size: int | None = None, run_mode: str = "auto", fps: float = 15.0, objective: str = J.CHANNEL,
+                 preset: str = "regularized", mode: str | None = None):
+        for arg, value, allowed in (("objective", objective, J.KINDS), ("preset", preset, tuple(J.RECIPES)),
+                                    ("mode", mode, (None, *J.MODES))):
+            if value not in allowed:
+                raise ValueError(f"{arg} must be one of {[a for a in allowed if a is not None]}, got {value!r}.")
         names = probe.require_layers("Dream")
         start = probe.layer(layer).name if layer is not None else names.names[len(names) // 2]
         if channel is not None:
@@ -99,6 +105,9 @@ class Dream(Panel):
         T.link((v.channel_slider, "value"), (self, "channel"))
         if channel is not None:
             self.channel = channel
+        self.preset, self.objective = preset, objective
+        if mode is not None:
+            self.mode = mode
         self.observe(lambda ch: (v.layer_control.show(ch["new"]), self._on_layer()), "layer")
         self.observe(lambda ch: self._on_mode(), ["mode", "objective"])
         self.observe(lambda ch: self._on_preset(), "preset")

@@ -15,6 +15,7 @@ from ... import render
 from ...analyses import stats
 from .._base import LayerSlider, Message, Panel, image_widget, set_image
 from .._controls import ImageInput
+from . import mosaic
 from .figure import static_figure
 from .controls import Options
 from .views import GRID_W, PAD, DetailView, FiltersView, GridView, UnitsView, div, fmt, grid_notes
@@ -477,3 +478,15 @@ class FeatureMaps(Panel):
     def figure(self, **kwargs):
         """A matplotlib figure of the input, the current page of the grid and the large view."""
         return static_figure(self)
+
+    def mosaic(self, layer: str | None = None, channels: int | None = None, cols: int | None = None,
+               cmap: str | None = None):
+        """A matplotlib figure of every channel of ``layer`` (default: the panel's) for the panel's image, like
+        seed 000's mosaics (8x8 tiles for 64 channels, 8x16 for 128, ...); ``channels``: only the first ones,
+        ``cols`` tiles per row (``fm.mosaic("layer1.0.conv1", channels=16, cols=4)``), ``cmap``: another colormap."""
+        return mosaic.figure(self, layer, channels, cols, cmap)
+
+    def save_layers(self, folder, layers=None, dpi: int = 800, fmt: str = "png", **kwargs) -> list[str]:
+        """Write one :meth:`mosaic` per layer (default: every conv layer with maps) into ``folder`` at ``dpi``;
+        returns the paths, in layer order."""
+        return mosaic.save_layers(self, folder, layers, dpi, fmt, **kwargs)

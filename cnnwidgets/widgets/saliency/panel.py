@@ -9,6 +9,7 @@ from typing import Sequence
 import ipywidgets as W
 import traitlets as T
 
+from ... import render
 from ...analyses import attribution as A
 from ...images import sample_image, sample_names
 from ...runner import default_mode
@@ -51,6 +52,9 @@ class _Line:
         self.message.clear()
 
 
+TABS = ("map", "all", "compare", "sanity")  #: the tabs, in order (``tab=``, ``figure(view)``)
+
+
 def _label(text: str, width: str = "90px") -> W.HTML:
     return W.HTML(f"<b>{html.escape(text)}</b>", layout=W.Layout(width=width))
 
@@ -62,7 +66,10 @@ class Saliency(Panel):
     The panel shows first and computes after (a background thread; on Colab once it is displayed;
     ``join()`` computes and waits, for scripts). Every map streams into its tab with a progress bar and Stop.
     Linkable traits: ``method`` (one of :data:`~cnnwidgets.analyses.attribution.METHODS`),
-    ``target`` (class index), ``layer`` (Grad-CAM layer name).
+    ``target`` (class index), ``layer`` (Grad-CAM layer name). ``cmap``: the maps' colours (``"gray"``, ``"jet"``,
+    any matplotlib colormap; ``"auto"``: jet for magnitudes, red–blue for signed maps), also the ``colours`` menu.
+    ``tab``: the tab shown first, ``"map"``, ``"all"`` (all methods), ``"compare"`` (the models) or ``"sanity"``;
+    its maps are computed at once.
     """
 
     method = T.Unicode("saliency").tag(sync=False)
@@ -70,9 +77,13 @@ class Saliency(Panel):
     layer = T.Unicode("").tag(sync=False)
 
     def __init__(self, probe, image=None, compare: Sequence | None = None, method: str = "saliency",
-                 target: int | None = None, mode: str = "auto"):
+                 target: int | None = None, mode: str = "auto", cmap: str = "auto", tab: str = "map"):
+        if tab not in TABS:
+            raise ValueError(f"tab must be one of {list(TABS)}, got {tab!r}.")
         A.check_classifier(probe)
         A.get(method)
+        if cmap != "auto":
+            render.lut(cmap)  # an unknown colormap: one clear error, before anything is built
         self.probe = probe
         self.compare_probes = [probe] + [p for p in (compare or []) if p is not probe]
         self.mode = default_mode() if mode == "auto" else mode
@@ -92,6 +103,9 @@ class Saliency(Panel):
         self.all_tab, self.compare_tab, self.sanity_tab = self.grids
         self._build(image is not None)
         super().__init__([self.controls, self.tabs, self.message], layout=W.Layout(width="100%", max_width="1100px"))
+        if cmap not in [v for _, v in self.display.cmap.options]:
+            self.display.cmap.options = [*self.display.cmap.options, (cmap, cmap)]
+        self.display.cmap.value = cmap
         self.set_trait("layer", A.default_cam_layer(probe).name)
         self.set_trait("method", method)
         self.method_select.value = method
@@ -107,6 +121,9 @@ class Saliency(Panel):
         self._building = False
         if self._image is not None:
             self.autostart(self.map_run)  # a thread now, or (foreground) once the panel is on screen
+            if tab != "map":  # that tab shown, and computed after the map
+                self.tabs.selected_index = TABS.index(tab)
+                self.autostart(self.grids[TABS.index(tab) - 1].run)
 
     # --- building ------------------------------------------------------------------------------
     def _build(self, given: bool) -> None:
