@@ -613,20 +613,24 @@ def build_steps(probe, images, layers=None, *, k: int = 16, batch_size: int = 32
         warnings.warn(note, FewerImagesThanK, stacklevel=2)
     folder = Path(out).expanduser() if out is not None else None
     total = empty_index(meta)
+    chunks = _chunks(n, part, shard_images)
+    covered = []
     if folder is not None:
         done_before = [_read(p) for p in _shard_paths(folder)]
         if done_before:
             try:
-                total = merge(total, *done_before)
+                everything = merge(empty_index(meta), *done_before)
             except ValueError as e:
                 raise ValueError(f"The shards in {str(folder)!r} do not belong to this run: {e} Use another out= "
                                  "folder, or delete that one.") from None
             if n is None or not s._repeatable:
                 raise ValueError(f"{str(folder)!r} holds shards of an earlier run, but {s.what} gives its images in a "
                                  "new order each pass, so it cannot resume: use another out= folder.")
-    covered = total.meta["covered"]
+            covered = everything.meta["covered"]  # skipped by every process; kept by the one whose shard holds its start
+            mine = [ix for ix in done_before if any(a <= ix.meta["covered"][0][0] < b for a, b in chunks)]
+            total = merge(total, *mine) if part[1] > 1 else everything
     todo = []
-    for a, b in _chunks(n, part, shard_images):
+    for a, b in chunks:
         todo += [(a, b)] if b is None else _subtract(a, b, covered)
     total_todo = n if n is None else sum(b - a for a, b in todo)
     items = s.items if meta["set"]["refs"] == "path" else None
