@@ -4,9 +4,14 @@ Only ipywidgets APIs present in both 7.x (Colab) and 8.x are used; differences a
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import io
 import time
 import traceback
+import uuid
+import weakref
 from typing import Any, Callable, Iterator
 
 import bqplot as bq
@@ -23,9 +28,36 @@ IPYW8 = int(W.__version__.split(".")[0]) >= 8
 VERTICAL = {"side": "left", **({"orientation": "vertical"} if "orientation" in bq.Axis.class_trait_names() else {})}
 
 
-#: styles every panel carries: a result about to be replaced is dimmed (never shown as current)
+#: styles every panel carries: a result about to be replaced is dimmed (never shown as current); a panel's static
+#: view (for exported notebooks) is hidden wherever the live panel is drawn
 CSS = ("<style>.cnnw-stale{opacity:.35;filter:grayscale(70%);transition:opacity .15s}"
-       ".cnnw-stale-note{color:#8a5a00}</style>")
+       ".cnnw-stale-note{color:#8a5a00}.cnnw-static{display:none}</style>")
+
+STATIC_DPI = 80  #: resolution of the static view kept in a displayed panel's output
+
+_shown: "weakref.WeakSet[Panel]" = weakref.WeakSet()  # panels displayed in this kernel, whose static view follows them
+_hooked = False
+
+
+def _refresh_static(*_) -> None:
+    """After each cell: the static view of every displayed panel whose view changed since it was drawn."""
+    for panel in list(_shown):
+        try:
+            panel.refresh_static()
+        except Exception:  # a panel that cannot draw itself must not break the user's cell
+            traceback.print_exc()
+
+
+def _follow(panel: "Panel") -> None:
+    global _hooked
+    _shown.add(panel)
+    if not _hooked:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is not None:
+            ip.events.register("post_run_cell", _refresh_static)
+            _hooked = True
 
 
 class Panel(W.VBox):
@@ -93,11 +125,67 @@ class Panel(W.VBox):
         from IPython.display import display
 
         if hasattr(W.Widget, "_repr_mimebundle_"):  # ipywidgets 8
-            display(self._repr_mimebundle_(**kwargs), raw=True)
+            data = self._repr_mimebundle_(**kwargs)
         else:  # ipywidgets 7
-            super()._ipython_display_(**kwargs)
+            data = {"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                                   "model_id": self.model_id}}
+        data["text/plain"] = f"{type(self).__name__} panel (live when the notebook runs; its last view is below)"
+        display(data, raw=True)
+        if not IPYW8:
+            self._handle_displayed(**kwargs)
+        if "_static_id" not in self.__dict__:
+            self._static_id, self._static_seen = uuid.uuid4().hex, None
+        display(self.static_bundle(), raw=True, display_id=self._static_id)
+        _follow(self)
         self.check_weights()
         self.start_pending()  # on screen now: compute (foreground jobs keep the cell busy meanwhile)
+
+    # --- the static view, for exported notebooks ---------------------------------------------------
+    def view_fingerprint(self) -> str:
+        """A digest of what the panel shows now (its widgets' values, images, marks' data), to tell a changed view."""
+        h = hashlib.blake2b(digest_size=16)
+        for w in reachable_widgets(self):
+            for k in ("value", "color", "x", "y", "selected_index", "visible", "title", "description", "disabled"):
+                if k in w.keys:
+                    v = getattr(w, k)
+                    h.update(v.tobytes() if isinstance(v, np.ndarray) else v if isinstance(v, bytes) else repr(v).encode())
+        return h.hexdigest()
+
+    def static_png(self, dpi: int = STATIC_DPI) -> bytes:
+        """What :meth:`figure` draws, as PNG bytes."""
+        import matplotlib.pyplot as plt
+
+        fig = self.figure()
+        try:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+        return buf.getvalue()
+
+    def static_bundle(self) -> dict:
+        """The panel's static view as display data: an ``<img>`` (HTML, hidden wherever the live panel is drawn,
+        since the panel's CSS hides ``.cnnw-static``) and the PNG itself (PDF export); or a line saying why not yet."""
+        self._static_seen = self.view_fingerprint()
+        name = type(self).__name__
+        try:
+            png = self.static_png()
+        except Exception as e:  # nothing computed yet, for instance
+            text = f"{name}: {str(e) or type(e).__name__}"
+            return {"text/html": f"<div class='cnnw-static' style='color:#666'>{html.escape(text)}</div>", "text/plain": text}
+        src = base64.b64encode(png).decode()
+        return {"text/html": f"<div class='cnnw-static'><img src='data:image/png;base64,{src}' alt='{name}: its last view'></div>",
+                "image/png": src, "text/plain": f"{name}: its last view (an image)"}
+
+    def refresh_static(self) -> bool:
+        """Redraw the static view of the displayed panel if its view changed (after every cell, on its own).
+        True when it was redrawn."""
+        if "_static_id" not in self.__dict__ or self.comm is None or self._static_seen == self.view_fingerprint():
+            return False
+        from IPython.display import update_display
+
+        update_display(self.static_bundle(), raw=True, display_id=self._static_id)
+        return True
 
     # --- live weights ----------------------------------------------------------------------------
     def check_weights(self) -> bool:
@@ -133,6 +221,7 @@ class Panel(W.VBox):
             except Exception:  # closing must not fail half way
                 traceback.print_exc()
         self._on_close = []
+        _shown.discard(self)
         dispose(*[w for w in reachable_widgets(self) if w is not self])
         super().close()
 
