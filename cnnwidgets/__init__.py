@@ -23,6 +23,7 @@ _LAZY = {
     "Embedding": "cnnwidgets.widgets.embedding",
     "Explorer": "cnnwidgets.widgets.explorer",
     "ImageGrid": "cnnwidgets.widgets.imagegrid",
+    "TopImages": "cnnwidgets.widgets.topimages",
     "Monitor": "cnnwidgets.widgets.monitor",
     "cka": "cnnwidgets.analyses.cka",
     "dream": "cnnwidgets.analyses.dream",
@@ -30,6 +31,8 @@ _LAZY = {
     "stats": "cnnwidgets.analyses.stats",
     "embedding": "cnnwidgets.analyses.embedding",
     "monitor": "cnnwidgets.analyses.monitor",
+    "knn": "cnnwidgets.analyses.knn",
+    "receptive_field": "cnnwidgets.analyses.receptive_field",
     "index": "cnnwidgets.index",
 }
 

@@ -23,6 +23,7 @@ PANELS = {
 TAKES_IMAGE = {"FeatureMaps", "Histogram", "Saliency"}
 LINKED = ("layer", "channel")
 IMAGES = "Images"  #: the first tab when the Explorer is given images=: a grid of them; a click shows that image everywhere
+TOP = "Top images"  #: the tab when the Explorer is given index=: a channel's top dataset images beside its dream
 
 
 class Explorer(Panel):
@@ -38,21 +39,28 @@ class Explorer(Panel):
     ``images=`` (anything :func:`cnnwidgets.image_set` takes: a folder, a Dataset, a DataLoader...) adds an
     "Images" tab (:class:`~cnnwidgets.widgets.imagegrid.ImageGrid`) whose selected image goes to every panel
     that shows one image (their ``set_image``), and is the Embedding's image set.
+
+    ``index=`` (a :mod:`cnnwidgets.index` of that set) adds a "Top images" tab
+    (:class:`~cnnwidgets.widgets.topimages.TopImages`): the selected channel's top images of the whole set, with
+    the crop its strongest unit sees, beside the channel's dream.
     """
 
     layer = T.Unicode().tag(sync=False)
     channel = T.Int(0).tag(sync=False)
 
-    def __init__(self, probe, image=None, panels=None, *, images=None):
+    def __init__(self, probe, image=None, panels=None, *, images=None, index=None):
         self.probe = probe
+        self.index = index
         self.image = image
         self.images = None if images is None else image_set(images)
         names = list(panels) if panels is not None else list(PANELS)
-        unknown = [n for n in names if n not in PANELS and n != IMAGES]
+        unknown = [n for n in names if n not in PANELS and n not in (IMAGES, TOP)]
         if unknown:
             raise ValueError(f"Unknown panels {unknown}; choose from {list(PANELS)}.")
         if self.images is not None and IMAGES not in names:
             names.insert(0, IMAGES)
+        if index is not None and TOP not in names:
+            names.insert(names.index(IMAGES) + 1 if IMAGES in names else 0, TOP)
         self.names = names
         self.panels: dict[str, W.Widget] = {}
         self._links: list = []
@@ -60,6 +68,8 @@ class Explorer(Panel):
         self.status = W.HTML()
         convs = probe.require_layers("The Explorer")
         self.layer = convs[len(convs) // 2].name
+        if index is not None and self.layer not in index.layers:  # start on an indexed layer: its top images show
+            self.layer = index.layers[len(index.layers) // 2]
         self.tabs = W.Tab(children=[W.VBox([W.HTML("<i>loading…</i>")]) for _ in names])
         for i, n in enumerate(names):
             self.tabs.set_title(i, n)
@@ -82,6 +92,15 @@ class Explorer(Panel):
             grid.selection.value = "<i style='color:#666'>click an image to show it in the other tabs</i>"
             grid.observe(lambda ch: self._show_image(ch["new"]), "image")
             self.panels[name] = grid
+            self._place(name)
+        if name == TOP and name not in self.panels:
+            if self.index is None:
+                raise ValueError("The Top images tab shows an index given as Explorer(probe, images, index=...).")
+            from .topimages import TopImages
+
+            layer = self.layer if self.layer in self.index.layers else None
+            self.panels[name] = panel = TopImages(self.index, layer, images=self.images, probe=self.probe, dream=True)
+            self._link(panel)
             self._place(name)
         if name not in self.panels:
             module, cls_name = PANELS[name]
