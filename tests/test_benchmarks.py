@@ -18,6 +18,7 @@ CASES = {
     "private_view.py": (["--runs", "1", "--size", "64", "--models", "resnet18"], ["probe/model", "fingerprint"]),
     "attribution.py": (["--tiny"], ["Integrated Gradients", "prog/one: progressive / one-shot", "Stop latency"]),
     "monitor.py": (["--tiny"], ["with/without", "time inside the monitor's calls", "bit for bit the same with and without: True"]),
+    "index.py": (["--tiny"], ["ours/limit", "same as the plain loop's: True", "flat:", "two processes / one"]),
 }
 
 
