@@ -86,7 +86,7 @@ FORCE:
 COLAB_UNIT_TESTS ?= $(wildcard tests/test_close.py tests/test_colab_widgets.py tests/test_widget_state.py \
   tests/test_layer_slider.py tests/test_featuremaps.py tests/test_histogram.py tests/test_cka_heatmap.py \
   tests/test_dream_panel.py tests/test_saliency_panel.py tests/test_embedding.py tests/test_imagegrid.py \
-  tests/test_explorer.py tests/test_monitor.py)
+  tests/test_explorer.py tests/test_monitor.py tests/test_topimages.py)
 COLAB_DESELECT := tests/test_featuremaps.py::test_upload_of_an_image_and_of_a_non_image \
   tests/test_monitor.py::test_memory_stays_flat_over_a_long_run \
   tests/test_featuremaps.py::test_paging_shows_every_one_of_2048_channels tests/test_featuremaps.py::test_other_models \
