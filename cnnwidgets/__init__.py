@@ -34,6 +34,7 @@ _LAZY = {
     "knn": "cnnwidgets.analyses.knn",
     "receptive_field": "cnnwidgets.analyses.receptive_field",
     "index": "cnnwidgets.index",
+    "homework": "cnnwidgets.analyses.homework",
 }
 
 

@@ -7,7 +7,9 @@
 Methods (``METHODS``; computed with Captum, cnnwidgets adds defaults, progressive maps, model safety and
 display): ``saliency`` (the NTU homework's map: |d score / d pixel|, max over colour channels),
 ``smoothgrad``, ``input_x_gradient``, ``integrated_gradients``, ``gradcam``, ``guided_gradcam``,
-``occlusion``, ``lime``. Each is one :class:`Method` class in one file of :mod:`.methods`; a new file
+``occlusion``, ``lime``; for the panel's list only (not "All methods"), the NTU homework's exact settings:
+``saliency_homework``, ``smoothgrad_homework`` (and ``smoothgrad_homework_fixed``, its intended noise),
+``integrated_gradients_homework``, ``lime_homework`` (:mod:`cnnwidgets.analyses.homework`). Each is one :class:`Method` class in one file of :mod:`.methods`; a new file
 there with a ``@register``-ed class adds a method everywhere (this API, the Saliency panel's list, its
 option controls and its "All methods" tab). ``register(MyMethod)`` adds one from a notebook.
 
@@ -27,7 +29,7 @@ from .api import Stopped, all_methods, attribute, attribute_steps, interruptible
 from .base import (DEFAULTS, GRADIENT_METHODS, LABELS, METHODS, SLOW, Attribution, Method, Option, Pace,  # noqa: F401
                    Partial, get, register, registered, spread, spread2d)
 from .common import (BASELINE_LABELS, BASELINES, cam_layer, channel_words, check_classifier, check_target,  # noqa: F401
-                     class_names, default_cam_layer, find_classes, guarded, make_baseline, pixels, spatial_layers,
+                     class_names, default_cam_layer, find_classes, guarded, make_baseline, minmax, pixels, spatial_layers,
                      top_classes)
 from . import methods as _methods  # noqa: E402,F401  (imports every method file: they register themselves)
 from .methods.integrated_gradients import path_rule  # noqa: F401

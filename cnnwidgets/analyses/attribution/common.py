@@ -170,3 +170,10 @@ def make_baseline(probe, x: torch.Tensor, kind: str = "black", seed: int = 0) ->
         k = int(2 * round(3 * sigma) + 1)
         return TF.gaussian_blur(x, [k, k], [sigma, sigma])
     raise ValueError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}.")
+
+
+def minmax(a):
+    """``(a - a.min()) / (a.max() - a.min())`` over the whole array or tensor: the NTU homework's ``normalize``
+    (zeros where ``a`` is constant, where the homework's would divide by zero)."""
+    lo, hi = a.min(), a.max()
+    return (a - lo) / (hi - lo) if float(hi - lo) > 0 else a * 0

@@ -38,7 +38,7 @@ class Preset:
     decorrelate: bool = False
     weight_decay: float = 0.0
     transforms: str | None = None  #: None or "standard"
-    rescale: str = "minmax"  #: for pixels: "minmax" (seed 001), "sigmoid", "clamp"
+    rescale: str = "minmax"  #: for pixels: "minmax" (seed 001), "sigmoid", "clamp", "none" (the homework's filter explanation)
     init: str = "uniform"  #: "uniform" noise in [0, 1] (seed 001) or "randn" (small Gaussian, Lucent)
     steps: int = 256
 

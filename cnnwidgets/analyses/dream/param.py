@@ -62,7 +62,8 @@ def pixels(shape, *, init: torch.Tensor | None = None, sd: float | None = None, 
     """Plain pixels. ``init``: a starting batch in [0, 1]; else uniform noise (seed 001) or ``randn * sd``.
 
     ``rescale="minmax"`` maps each image to [0, 1] by its min and max (seed 001, the homework);
-    ``"sigmoid"`` squashes; ``"clamp"`` clips.
+    ``"sigmoid"`` squashes; ``"clamp"`` clips; ``"none"`` leaves the pixels as they are, unbounded (the
+    homework's filter explanation).
     """
     if init is not None:
         data = init.detach().to(device, torch.float32).clone().requires_grad_(True)
@@ -70,7 +71,7 @@ def pixels(shape, *, init: torch.Tensor | None = None, sd: float | None = None, 
         data = torch.rand(*shape, generator=generator).to(device).requires_grad_(True)
     else:
         data = _randn(shape, sd, generator, device)
-    fns = {"minmax": minmax, "sigmoid": torch.sigmoid, "clamp": lambda t: t.clamp(0, 1)}
+    fns = {"minmax": minmax, "sigmoid": torch.sigmoid, "clamp": lambda t: t.clamp(0, 1), "none": lambda t: t}
     if rescale not in fns:
         raise ValueError(f"rescale must be one of {sorted(fns)}, got {rescale!r}.")
     f = fns[rescale]
