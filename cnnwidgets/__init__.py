@@ -24,6 +24,7 @@ _LAZY = {
     "Explorer": "cnnwidgets.widgets.explorer",
     "ImageGrid": "cnnwidgets.widgets.imagegrid",
     "TopImages": "cnnwidgets.widgets.topimages",
+    "KNNAccuracy": "cnnwidgets.widgets.knn",
     "Monitor": "cnnwidgets.widgets.monitor",
     "cka": "cnnwidgets.analyses.cka",
     "dream": "cnnwidgets.analyses.dream",

@@ -92,3 +92,48 @@ def test_bad_input_is_said(trained):
         knn.knn_accuracy(probe, cw.image_set(x[:20], labels=[0] * 20), k=0)
     with pytest.raises(ValueError, match="between 0 and 1"):
         knn.knn_accuracy(probe, cw.image_set(x[:20], labels=[0] * 20), test=1.5)
+
+
+def test_panel_bars_equal_the_analysis_click_and_close(trained):
+    from test_close import registry
+    from test_widget_state import json_state
+    from cnnwidgets.widgets._base import reachable_widgets
+
+    probe, x, y = trained
+    images = cw.image_set(x[:200], labels=y[:200], classes=CLASSES)
+    panel = cw.KNNAccuracy(probe, images, ["cnn.2", "cnn.6", "fc"], k=5)
+    res = panel.compute()
+    assert res.accuracy == knn.knn_accuracy(probe, images, ["cnn.2", "cnn.6", "fc"], k=5).accuracy
+    np.testing.assert_allclose(panel.bars.y, res.accuracy)
+    assert list(panel.bars.x) == ["cnn.2", "cnn.6", "fc"] and list(panel.chance.y) == [res.chance] * 2
+    assert panel.controls.progress.value == panel.controls.progress.max == 203  # 200 images, then 3 layers
+    assert "best: <b>fc</b>" in panel.summary.value and "chance" in panel.summary.value
+    panel.bars.selected = [1]  # a click on the second bar
+    assert panel.layer == "cnn.6"
+    json_state(panel, "KNNAccuracy computed and clicked")
+    ids = {w.model_id for w in reachable_widgets(panel)}
+    panel.close()
+    assert not ids & set(registry())
+
+
+def test_cka_heatmap_over_any_image_set_with_progress(trained, tmp_path):
+    """The CKA panel streams a tensor, a Dataset, a DataLoader and a folder alike (the same matrix for the same
+    images in the same order), with its progress in batches."""
+    probe, x, y = trained
+    x, y = x[:48], y[:48]
+    ds = torch.utils.data.TensorDataset(x, y)
+    results = []
+    for src in (x, ds, torch.utils.data.DataLoader(ds, batch_size=16)):
+        hm = cw.CKAHeatmap(probe, src, batch_size=16, estimator="biased", run_mode="thread")
+        assert hm.join(60) and hm.result.images == 48
+        assert hm.controls.progress.value == hm.controls.progress.max == 3
+        results.append(hm.result.matrix)
+        hm.close()
+    np.testing.assert_allclose(results[1], results[0], atol=1e-6)
+    np.testing.assert_allclose(results[2], results[0], atol=1e-6)
+    for i in range(48):
+        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(tmp_path / f"{i:03d}.png")
+    hm = cw.CKAHeatmap(probe, str(tmp_path), batch_size=16, estimator="biased", run_mode="thread")
+    assert hm.join(60) and hm.result.images == 48
+    np.testing.assert_allclose(hm.result.matrix, results[0], atol=2e-3)  # PNG rounding
+    hm.close()
