@@ -194,6 +194,11 @@ def test_bad_input_each_gives_one_clear_message(probe, model, images, full):
     assert ix.num_images == 11 and [s["name"] for s in ix.skipped] == ["item 5 of _Flaky"]
     assert "record 5 is corrupt" in ix.skipped[0]["error"]
     assert all(h.ref != 5 for c in range(ix.channels("_blocks.2")) for h in ix.top("_blocks.2", c))
+    # the same through a DataLoader (its batches of 4): the failing batch is read item by item, then it goes on
+    ld = cw.index.build(probe, torch.utils.data.DataLoader(ds, batch_size=4), ["_blocks.2"], k=3, batch_size=4)
+    assert ld.num_images == 11 and [s["ref"] for s in ld.skipped] == [5]
+    for by in ("max", "mean"):
+        np.testing.assert_array_equal(ld.top_arrays("_blocks.2", by)["ref"], ix.top_arrays("_blocks.2", by)["ref"])
     with pytest.raises(ValueError, match="k is how many"):
         cw.index.build(probe, images[:4], ["_blocks.2"], k=0)
     with pytest.raises(KeyError, match="No layer named"):

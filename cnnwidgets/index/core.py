@@ -550,13 +550,14 @@ def _stop_check(stop):
                     f"{type(stop).__name__}.")
 
 
-def _chunks(n: int | None, part: tuple[int, int], shard: int) -> list[tuple[int, int | None]]:
+def _chunks(n: int | None, part: tuple[int, int], shard: int, fixed_order: bool = True) -> list[tuple[int, int | None]]:
     rank, world = part
-    if n is None:
+    if n is None or not fixed_order:
         if world > 1:
-            raise ValueError("An image set of unknown length (an IterableDataset without __len__) cannot be split "
-                             "between processes: give it a __len__, or run in one process.")
-        return [(0, None)]
+            raise ValueError("An image set without a fixed order and length (a shuffled DataLoader, an IterableDataset) "
+                             "cannot be split between processes: use shuffle=False and a Dataset with __len__, or run "
+                             "in one process.")
+        return [(0, n)]
     starts = range(0, n, shard)
     return [(a, min(a + shard, n)) for i, a in enumerate(starts) if i % world == rank]
 
@@ -615,7 +616,7 @@ def build_steps(probe, images, layers=None, *, k: int = 16, batch_size: int = 32
         warnings.warn(note, FewerImagesThanK, stacklevel=2)
     folder = Path(out).expanduser() if out is not None else None
     total = empty_index(meta)
-    chunks = _chunks(n, part, shard_images)
+    chunks = _chunks(n, part, shard_images, s._repeatable)
     covered = []
     if folder is not None:
         done_before = [_read(p) for p in _shard_paths(folder)]
