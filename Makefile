@@ -45,7 +45,8 @@ install-dev: $(VENV)/.installed-dev
 # jupyter-ui-poll needs), jupyter_client 6.1.12, traitlets 5.7.1, tornado 6.4, pandas 2.2, numpy 2.0. Its front end is
 # its own; here the classic Notebook 6.5 serves ipywidgets 7's and bqplot 0.12's nbextensions. Colab's own pins
 # (googlecolab/backend-info, 2026-08): ipywidgets 7.7.1, widgetsnbextension 3.6.10, notebook 6.5.7, ipykernel 6.17.1,
-# traitlets 5.7.1, bqplot 0.12.47. nbclient (tests/test_colab_notebooks.py) comes with notebook 6.5's nbconvert.
+# traitlets 5.7.1, bqplot 0.12.47. nbclient (tests/test_colab_notebooks.py) comes with notebook 6.5's nbconvert;
+# hatchling builds the install cell's git checkout there without build isolation (tests/test_colab_install.py).
 # This set resolves with pip and passes `pip check`.
 # bqplot 0.12.47 imports six without declaring it (Colab has it); pandas 3 is newer than bqplot 0.12.
 # cnnwidgets goes in editable (-e .) with the project's own dependencies; this list adds to them, never changes them.
@@ -53,7 +54,7 @@ COLAB_VENV ?= .venv-colab
 COLAB_PY   := $(COLAB_VENV)/bin/python
 COLAB_PKGS := ipywidgets==7.7.1 widgetsnbextension==3.6.10 bqplot==0.12.47 notebook==6.5.7 ipykernel==6.17.1 \
               ipython==7.34.0 jupyter-client==6.1.12 traitlets==5.7.1 tornado==6.4.2 pandas==2.2.2 numpy==2.0.2 six \
-              jupyter-ui-poll pytest
+              jupyter-ui-poll pytest hatchling
 
 $(COLAB_PY):
 	$(PYTHON) -m venv $(COLAB_VENV)

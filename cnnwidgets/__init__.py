@@ -6,12 +6,15 @@
 """
 from importlib import import_module
 
+from . import colab as _colab
 from .images import Preprocess, noise_image, sample_batch, sample_dataset, sample_image, sample_images, sample_names
 from .imagesets import ImageSet, image_set
 from .models import imagenet_classes, load_checkpoint, load_model
 from .probe import Layer, Probe
 
 __version__ = "0.1.0"
+
+_colab.enable_widgets()  # in Colab: its custom widget manager, which bqplot's charts need; elsewhere nothing
 
 # Panels and analysis modules load on first use, so `import cnnwidgets` stays light.
 _LAZY = {

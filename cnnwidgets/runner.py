@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import sys
 import threading
 import weakref
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+
+from .colab import in_colab
 
 IDLE, RUNNING, PAUSED, STOPPED, DONE, ERROR = "idle", "running", "paused", "stopped", "done", "error"
 
@@ -77,10 +78,6 @@ def ui_events():
                 wrapper._post_run_cell()  # restores it and runs the cells that waited
             except Exception:  # pragma: no cover - a jupyter-ui-poll without it: cells run after the next cell
                 traceback.print_exc()
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def default_mode() -> str:
