@@ -1,4 +1,5 @@
-"""Every notebook in notebooks/ runs headless, top to bottom, without an error (nbclient, this venv's kernel)."""
+"""Every notebook in notebooks/ runs headless, top to bottom, without an error (nbclient, this venv's kernel), and
+exported to HTML shows each panel's last view (tests/test_export.py)."""
 from pathlib import Path
 
 import nbformat
@@ -23,6 +24,9 @@ def test_notebook_runs_without_error(path, monkeypatch):
         pytest.fail(f"{path.name} failed:\n{e}", pytrace=False)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, f"{path.name}: error outputs {errors}"
+    from test_export import assert_panels_exported  # exported to HTML, each panel shows its last view as an image
+
+    assert_panels_exported(nb, path)
 
 
 def test_there_are_notebooks():
