@@ -16,6 +16,7 @@ import numpy as np
 
 from .attribution import attribute as _attribute, minmax
 from .attribution.methods.homework_lime import homework_picture
+from .attribution.methods.homework_smoothgrad import homework_noise_std as noise_std  # noqa: F401
 from .dream.filter_explanation import HOMEWORK, FilterExplanation, filter_explanation, filter_sum  # noqa: F401
 
 #: the homework's parts: ``part -> (method, options)``, its exact settings
