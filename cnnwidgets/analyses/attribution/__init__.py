@@ -5,7 +5,7 @@
 >>> for step in attribute_steps(probe, image, "smoothgrad"): ...   # partial maps as samples accumulate
 
 Methods (``METHODS``; computed with Captum, cnnwidgets adds defaults, progressive maps, model safety and
-display): ``saliency`` (the NTU homework's map: |d score / d pixel|, max over colour channels),
+display): ``saliency`` (|d score / d pixel|, max over colour channels),
 ``smoothgrad``, ``input_x_gradient``, ``integrated_gradients``, ``gradcam``, ``guided_gradcam``,
 ``occlusion``, ``lime``; for the panel's list only (not "All methods"), the NTU homework's exact settings:
 ``saliency_homework``, ``smoothgrad_homework`` (and ``smoothgrad_homework_fixed``, its intended noise),

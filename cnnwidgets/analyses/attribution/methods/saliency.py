@@ -1,4 +1,5 @@
-"""The vanilla gradient: the NTU homework's saliency map."""
+"""The vanilla gradient: |d score / d pixel| of the class's score (the NTU homework takes its loss's gradient instead:
+``saliency_homework``)."""
 from ..base import Method, register
 from ..common import channel_words
 
