@@ -149,7 +149,7 @@ def test_explorer_tab_with_the_dream_beside_the_examples(setup):
     assert top.channel == 4 and top.layer == ex.layer and top.hits == ix.top(ex.layer, 4)
     top.dream_steps = 3
     top.dream()
-    assert len(top.dream_image.value) > 100 and f"channel 4 of {ex.layer}" in top.dream_caption.value
+    assert len(top.dream_image.value) > 100 and f"dream of channel 4 of layer {ex.layer}" in top.dream_caption.value
     ex.channel = 5  # the dream of channel 4 is now dimmed and says so
     assert "cnnw-stale" in top.dream_image._dom_classes and "press Dream for channel 5" in top.dream_caption.value
     json_state(ex, "Explorer with the Top images tab")

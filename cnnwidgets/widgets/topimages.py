@@ -92,6 +92,7 @@ class TopImages(Panel):
         self.layer_picker = W.Dropdown(options=[(f"{n} · {'×'.join(map(str, index.shape(n)))}", n) for n in names],
                                        description="layer", layout=W.Layout(width="420px"))
         self.by_picker = W.ToggleButtons(options=BY_OPTIONS, value=by, description="rank by",
+                                         style={"button_width": "170px"},
                                          tooltips=["each image's largest value of the channel",
                                                    "the channel's mean over the whole image"])
         self.prev_button = W.Button(description="previous", icon="arrow-left", layout=W.Layout(width="110px"))
@@ -119,6 +120,11 @@ class TopImages(Panel):
         body = self.grid if self.dream_box is None else W.HBox([self.dream_box, self.grid])
         super().__init__([W.HTML(title), self.layer_picker, W.HBox([self.prev_button, self.slider, self.next_button]),
                           self.by_picker, self.channel_caption, self.message, self.legend, body])
+        for w, cls in ([(self, "cnnw-topimages"), (self.channel_caption, "cnnw-top-channel")] +
+                       [(c[0], "cnnw-top-card") for c in self.cards] + [(c[1], "cnnw-top-img") for c in self.cards]):
+            w.add_class(cls)
+        if self.dream_box is not None:
+            self.dream_image.add_class("cnnw-top-dream")
         self.by = by
         self.layer = index.layers[0] if layer is None else self._name(layer)
         self.channel = int(channel)
@@ -315,7 +321,7 @@ class TopImages(Panel):
         C = self.index.channels(name)
         st = self.index.stats(name)
         what = ("its largest value in the image" if self.by == "max" else "its mean over the whole image")
-        line = (f"channel <b>{c}</b> of {C} in <b>{html.escape(name)}</b> · score = {what} · over the set: mean "
+        line = (f"channel <b>{c}</b> of {C} in layer <b>{html.escape(name)}</b> · score = {what} · over the set: mean "
                 f"{st['mean'][c]:.3g}, largest {st['max'][c]:.3g}")
         if st["dead"][c]:
             line += " · <span style='color:#b00'>never above 0 on any image (a dead channel): its top images are arbitrary</span>"
@@ -344,13 +350,17 @@ class TopImages(Panel):
         self.dream_steps = 96
         self.dream_image = image_widget(width=f"{2 * SIDE}px")
         self.dream_image.layout.display = "none"
-        self.dream_caption = W.HTML("<i style='color:#666'>what the channel would most like to see: press Dream</i>")
-        self.dream_controls = RunControls(self._dream_job, self._dream_frame, message=self.message, unit="step",
+        self.dream_caption = W.HTML("<span style='color:#666'>an image made, step by step, to excite this channel as "
+                                    "much as possible: press Dream</span>")
+        self.dream_message = Message()  # the dream's own line, beside it
+        self.dream_controls = RunControls(self._dream_job, self._dream_frame, message=self.dream_message, unit="step",
                                           pause=False, panel=self, stale=lambda: [self.dream_image])
         self.dream_controls.start_button.description = "Dream"
         self._dreamed = None
-        self.dream_box = W.VBox([W.HTML("<b>The channel's dream</b>"), self.dream_controls, self.dream_image,
-                                 self.dream_caption], layout=W.Layout(width=f"{2 * SIDE + 20}px", margin="0 16px 0 0"))
+        self.dream_controls.progress.layout.width = "240px"
+        self.dream_box = W.VBox([W.HTML("<b>The channel's dream</b>"), self.dream_controls, self.dream_message,
+                                 self.dream_image, self.dream_caption], layout=W.Layout(width=f"{2 * SIDE + 20}px",
+                                                                      min_width=f"{2 * SIDE + 20}px", margin="0 16px 0 0"))
         self.dream_controls.layout.flex_flow = "row wrap"
 
     def _dream_job(self):
@@ -369,12 +379,12 @@ class TopImages(Panel):
         self._dreamed = self._dreaming
         layer, c = self._dreamed
         state = "" if final else f" (step {item.step} of {item.total})"
-        self.dream_caption.value = f"channel {c} of {html.escape(layer)}{state}"
+        self.dream_caption.value = f"the dream of channel {c} of layer {html.escape(layer)}{state}"
 
     def _dream_stale(self) -> None:
         if self._dreamed is not None and self._dreamed != (self.layer, self.channel):
             self.dream_image.add_class("cnnw-stale")
-            self.dream_caption.value = (f"channel {self._dreamed[1]} of {html.escape(self._dreamed[0])} (dimmed: press "
+            self.dream_caption.value = (f"the dream of channel {self._dreamed[1]} of layer {html.escape(self._dreamed[0])} (dimmed: press "
                                         f"Dream for channel {self.channel})")
 
     def dream(self, wait: bool = True):
