@@ -558,6 +558,8 @@ def _chunks(n: int | None, part: tuple[int, int], shard: int, fixed_order: bool 
                              "cannot be split between processes: use shuffle=False and a Dataset with __len__, or run "
                              "in one process.")
         return [(0, n)]
+    if world > 1:  # a set smaller than world x shard still gives every process its part
+        shard = max(1, min(shard, -(-n // world)))
     starts = range(0, n, shard)
     return [(a, min(a + shard, n)) for i, a in enumerate(starts) if i % world == rank]
 
