@@ -137,3 +137,17 @@ def test_cka_heatmap_over_any_image_set_with_progress(trained, tmp_path):
     assert hm.join(60) and hm.result.images == 48
     np.testing.assert_allclose(hm.result.matrix, results[0], atol=2e-3)  # PNG rounding
     hm.close()
+
+    class Streamed(torch.utils.data.IterableDataset):  # no length: only streamed
+        def __iter__(self):
+            return iter(zip(x, y))
+
+    got = []
+    for src in (x, torch.utils.data.DataLoader(Streamed(), batch_size=16)):
+        hm = cw.CKAHeatmap(probe, src, batch_size=16, run_mode="thread")  # minibatch CKA needs no count
+        assert hm.join(60) and hm.result.images == 48 and hm.controls.state == "done"
+        got.append(hm.result.matrix)
+        hm.select_cell(0, 1)  # the pair's maps for an image of the set
+        assert hm.image_slider.max == 47 and hm.map_a.value, (hm.message.value, hm._display is not None)
+        hm.close()
+    np.testing.assert_allclose(got[1], got[0], atol=1e-6)

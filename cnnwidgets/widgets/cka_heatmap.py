@@ -18,6 +18,7 @@ import traitlets as T
 from .. import render
 from ..analyses import cka
 from ..images import sample_batch
+from ..imagesets import image_set, known_length
 from ._base import VERTICAL, Message, Panel, RunControls, image_widget, set_image
 
 GRID_MAX = 64  #: above this many rows or columns, the canvas HeatMap is used
@@ -86,7 +87,8 @@ class CKAHeatmap(Panel):
         self.other = other
         self.mode = mode
         self.images = sample_batch(32) if images is None else images
-        self.n_images = cka._as_image_list(self.images)[0]
+        self._set = image_set(self.images)
+        self.n_images = known_length(self._set)  #: None for a set that is only streamed (an IterableDataset's loader)
         self.layers = layers
         self.kernel = kernel
         self.estimator = estimator or ("biased" if mode == "channels" else "unbiased")
@@ -121,7 +123,7 @@ class CKAHeatmap(Panel):
 
         # the selected pair
         self.pair_title = W.HTML("<b>Click a cell</b> to see the two feature maps side by side.")
-        self.image_slider = W.IntSlider(value=0, min=0, max=max(0, self.n_images - 1), description="image",
+        self.image_slider = W.IntSlider(value=0, min=0, max=max(0, (self.n_images or 1) - 1), description="image",
                                         layout=W.Layout(width="300px"), style={"description_width": "45px"})
         self.input_view = image_widget(width=f"{MAP_PX}px")
         self.map_a, self.map_b = image_widget(width=f"{MAP_PX}px"), image_widget(width=f"{MAP_PX}px")
@@ -159,16 +161,16 @@ class CKAHeatmap(Panel):
         self.kernel = self.kernel_picker.value
 
     def _total(self):
-        n = len(cka._splits(self.n_images, self.batch_size))
-        return n
+        return None if self.n_images is None else len(cka._splits(self.n_images, self.batch_size))
 
     def _make_job(self):
         kw = dict(batch_size=self.batch_size, estimator=self.estimator, kernel=self.kernel)
+        s = self._set  # the panel's own set: a streamed loader's images seen in the pass can be shown afterwards
         if self.mode == "layers":
-            return cka.layer_similarity_steps(self.probe, self.images, self.layers, **kw)
+            return cka.layer_similarity_steps(self.probe, s, self.layers, **kw)
         if self.mode == "channels":
-            return cka.channel_similarity_steps(self.probe, self.images, self.layer, **kw)
-        return cka.model_similarity_steps(self.probe, self.other, self.images, self.layers, None, **kw)
+            return cka.channel_similarity_steps(self.probe, s, self.layer, **kw)
+        return cka.model_similarity_steps(self.probe, self.other, s, self.layers, None, **kw)
 
     def _on_frame(self, item, final: bool) -> None:
         res = getattr(item, "value", None)
@@ -205,7 +207,7 @@ class CKAHeatmap(Panel):
                 "channels": f"channels of <code>{html.escape(self.layer)}</code> ({self.probe.name})",
                 "models": f"layers of <code>{self.probe.name}</code> (rows) and <code>{self.other.name if self.other else ''}</code> (columns)"}[self.mode]
         self.title.value = (f"<b style='font-size:15px'>CKA similarity between {what}</b><br>"
-                            f"<span style='color:#555'>over {self.n_images} images · dark blue = the two represent the images "
+                            f"<span style='color:#555'>over {self.n_images or 'the'} images · dark blue = the two represent the images "
                             f"alike (1), white = unrelated (0)</span>")
 
     def _draw(self, res: cka.CKAResult, final: bool) -> None:
@@ -231,7 +233,9 @@ class CKAHeatmap(Panel):
             self._mark.color = m.astype(np.float32)
         else:
             self._mark.color = m
-        self.figure_widget.title = (f"{res.images} of {self.n_images} images" if not res.final else
+        if self.n_images is None:  # a streamed set: the images seen so far can be shown
+            self.image_slider.max = max(0, res.images - 1)
+        self.figure_widget.title = (f"{res.images} of {self.n_images or 'the'} images" if not res.final else
                                     f"{res.images} images{' · channels clustered' if order_r is not None else ''}")
 
     def _build(self, m, rows, cols, big, axis_label) -> None:
@@ -325,8 +329,7 @@ class CKAHeatmap(Panel):
         return f"channel {name.rsplit(':', 1)[1]}" if self.mode == "channels" else short_name(name)
 
     def _image(self, i: int):
-        _, imgs = cka._as_image_list(self.images)
-        return imgs[i:i + 1]
+        return [self._set.image(i)]
 
     def pair_maps(self):
         """The maps shown for the selected pair: (map A HxW, map B HxW, caption A, caption B)."""
