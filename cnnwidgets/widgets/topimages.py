@@ -276,16 +276,20 @@ class TopImages(Panel):
         out[:crop.shape[0], SIDE + 6:SIDE + 6 + crop.shape[1]] = crop
         return out
 
-    def caption(self, rank: int, hit) -> str:
+    def label(self, hit) -> str:
+        """The class name of a hit's image, or "" when the set has no labels."""
         pos = self._position(hit.ref)
+        if self.images is None or pos is None:
+            return ""
+        try:
+            lab = self.images.label(pos)
+        except Exception:  # a label that cannot be read back: the card shows without it
+            return ""
+        return "" if lab is None else self.images.class_name(lab)
+
+    def caption(self, rank: int, hit) -> str:
         name = os.path.basename(hit.ref) if isinstance(hit.ref, str) else f"image {hit.ref}"
-        label = ""
-        if self.images is not None and pos is not None:
-            try:
-                lab = self.images.label(pos)
-                label = "" if lab is None else self.images.class_name(lab)
-            except Exception:  # a label that cannot be read back: the card shows without it
-                label = ""
+        label = self.label(hit)
         parts = [f"<b>#{rank}</b>", f"{hit.score:.3g}"] + ([f"<b>{html.escape(label)}</b>"] if label else [])
         return (f"<div style='line-height:1.3;font-size:12px' title='{html.escape(str(hit.ref))}'>{' · '.join(parts)}"
                 f"<br><span style='color:#666'>{html.escape(name)}</span></div>")
@@ -407,7 +411,8 @@ class TopImages(Panel):
             ax.axis("off")
         for i, (ax, t, h) in enumerate(zip(axes.flat, tiles, self.hits)):
             ax.imshow(t)
-            ax.set_title(f"#{i + 1} · {h.score:.3g}", fontsize=9)
+            label = self.label(h)
+            ax.set_title(f"#{i + 1} · {h.score:.3g}" + (f" · {label}" if label else ""), fontsize=9)
         fig.suptitle(f"{self.layer}, channel {self.channel}: top {len(tiles)} images by {self.by} "
                      "(frame: what the strongest unit sees)", fontsize=10)
         fig.tight_layout()
