@@ -74,7 +74,7 @@ def test_top_images_equal_the_index_with_labels_and_browsing(setup):
     top.close()
 
 
-def test_the_frame_is_the_receptive_field_of_the_peak(setup):
+def test_the_frame_is_the_receptive_field_of_the_peak(setup, tmp_path):
     probe, images, ix, _ = setup
     top = cw.TopImages(ix, "cnn.4", images=images, channel=1, probe=probe)
     hit = top.hits[0]
@@ -92,6 +92,8 @@ def test_the_frame_is_the_receptive_field_of_the_peak(setup):
     right = card[:, TI.SIDE + 6:]
     g = TI.SIDE // max(crop.shape[:2])
     assert np.array_equal(right[: crop.shape[0] * g: g, : crop.shape[1] * g: g], crop)
+    saved = np.asarray(Image.open(top.save(tmp_path / "top.png", dpi=50)))  # for exported notebooks and papers
+    assert saved.shape[0] > 100 and saved.shape[1] > 300
     top.close()
 
 
