@@ -33,6 +33,9 @@ PANELS = {
     "Embedding": lambda p, x, y: cw.Embedding(p, cw.image_set(x, y, CLASSES)),
     "ImageGrid": lambda p, x, y: cw.ImageGrid(cw.image_set(x, y, CLASSES), p),
     "Explorer": lambda p, x, y: cw.Explorer(p, x[0], panels=["Feature maps", "Histograms", "CKA"]),
+    "TopImages": lambda p, x, y: cw.TopImages(cw.index.build(p, cw.image_set(x[:16], y[:16], CLASSES), k=4),
+                                              images=cw.image_set(x[:16], y[:16], CLASSES), probe=p),
+    "KNNAccuracy": lambda p, x, y: cw.KNNAccuracy(p, cw.image_set(x, y, CLASSES)),
 }
 
 
@@ -55,6 +58,11 @@ def use(panel, x):
         panel.selected = 3
     elif name == "ImageGrid":
         panel.index = 2
+    elif name == "TopImages":
+        panel.step(1)
+        panel.by = "mean"
+    elif name == "KNNAccuracy":
+        panel.compute()
     elif name == "Explorer":
         panel.tabs.selected_index = 2
         panel.panel("CKA").join(30)
