@@ -56,22 +56,28 @@ def compare(probe, image, part: str, target: int | None = None, **opts):
     return (attribute(probe, image, part, target, **opts), attribute(probe, image, part, target, corrected=True, **opts))
 
 
-def picture(a) -> np.ndarray:
+def picture(a, style: str = "homework") -> np.ndarray:
     """What the homework's ``imshow`` shows for an attribution: the saliency map (HxW in [0, 1], its ``cmap`` is
     ``"hot"``), SmoothGrad's and IG's three channels min-max scaled together as colours (HxWx3), LIME's photo
-    with its superpixels tinted (green: for the class, red: against). Other methods: ``a.map`` min-max scaled."""
+    with its superpixels tinted (green: for the class, red: against). Other methods: ``a.map`` min-max scaled.
+    ``style="heat"``: |attribution| max over channels, min-max scaled (HxW), for any method but LIME."""
+    if style not in ("homework", "heat"):
+        raise ValueError(f"style is 'homework' or 'heat', not {style!r}.")
     if a.method == "lime_homework":
         shown = {int(f): float(a.raw[0][a.segments == f][0]) for f in np.unique(a.segments)
                  if a.raw[0][a.segments == f][0] != 0}
         return np.clip(homework_picture(a.image, a.segments, shown), 0, 1)
+    if style == "heat":
+        return minmax(np.abs(np.asarray(a.raw, dtype=np.float64)).max(0))
     if a.method.startswith(("smoothgrad_homework", "integrated_gradients")):
         return np.transpose(minmax(np.asarray(a.raw, dtype=np.float64)), (1, 2, 0)).squeeze()
     return minmax(np.asarray(a.map, dtype=np.float64))
 
 
-def figure(images, rows: dict, size: float = 2.2):
-    """A matplotlib figure as the homework draws its results: the images in the first row, then one row per entry
-    of ``rows`` (``{title: [Attribution per image]}``), each shown by :func:`picture`."""
+def figure(images, rows: dict, titles=None, style: str = "homework", size: float = 2.2):
+    """A matplotlib figure as the homework draws its results: the images in the first row (``titles`` above
+    them), then one row per entry of ``rows`` (``{title: [Attribution per image]}``), each shown by
+    :func:`picture` in ``style``."""
     import matplotlib.pyplot as plt
 
     images = list(images)
@@ -79,9 +85,11 @@ def figure(images, rows: dict, size: float = 2.2):
                             squeeze=False)
     for i, a in enumerate(images):
         axs[0][i].imshow(np.transpose(np.asarray(a), (1, 2, 0)).squeeze())
+        if titles is not None:
+            axs[0][i].set_title(titles[i], fontsize=9)
     for r, (title, maps) in enumerate(rows.items(), 1):
         for i, a in enumerate(maps):
-            p = picture(a)
+            p = picture(a, style)
             axs[r][i].imshow(p, cmap="hot" if p.ndim == 2 else None, vmin=0, vmax=1)
         axs[r][0].set_ylabel(title, fontsize=9)
     for ax in axs.flat:
@@ -107,7 +115,8 @@ def filter_figure(fe: FilterExplanation, size: float = 2.2):
     for ax in axs.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    for r, t in enumerate(["image", f"filter {fe.channel} of {fe.layer}", f"visualisation ({fe.recipe})"]):
+    vis_label = "visualisation (homework)" if fe.recipe == "homework" else "regularised dream"
+    for r, t in enumerate(["image", f"filter {fe.channel} of {fe.layer}", vis_label]):
         axs[r][0].set_ylabel(t, fontsize=9)
     fig.tight_layout()
     return fig
