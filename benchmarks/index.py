@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 import cnnwidgets as cw
@@ -171,7 +170,6 @@ def part_a(args):
             print(f"  {name:<19} {which:<6} {ips['ours']:8.1f} {ips['limit']:8.1f} {ips['plain']:8.1f}   "
                   f"{ips['ours'] / ips['limit']:10.3f} {ips['ours'] / ips['plain']:10.2f}"
                   f"   (every channel's top-{K} scores, by max and by mean, same as the plain loop's: {same})")
-        del probe, model
     print("  ours/limit: target >= 0.87 (within 15% of the truncated forward alone); ours/plain: target >= 2")
     return rows
 

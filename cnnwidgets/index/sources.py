@@ -85,9 +85,7 @@ def _loader(s: _LoaderSet, probe, a, b, batch_size):
         if a != 0:
             raise ValueError(f"{s.what} has no fixed order (shuffled, or an IterableDataset), so it can be indexed only "
                              "in one pass from its start: use shuffle=False to split or resume it.")
-        pos = 0
         for batch in s.batches(batch_size):
-            pos = batch.indices[-1] + 1
             yield _prepare(probe, batch.indices, batch.images, lambda r: f"image {r} of {s.what}")
         return
     lb = s.loader.batch_size
