@@ -114,6 +114,13 @@ def test_each_panel_exports_its_last_view(tmp_path):
     for name, rgb in exported:
         last = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
         assert rgb.shape == last.shape and np.abs(rgb.astype(int) - last).mean() < 1, f"{name}: not its last view"
+    # the PDF route (LaTeX) has no widget view at all: it takes each panel's PNG
+    from nbconvert import LatexExporter
+
+    latex, resources = LatexExporter().from_notebook_node(nb)
+    pngs = {base64.b64decode(o["data"]["image/png"]) for _, o in panel_outputs(nb)}
+    files = [name for name, data in resources["outputs"].items() if data in pngs]
+    assert len(pngs) == 4 and len(files) == 4 and all(f"{{{f}}}" in latex for f in files), files
     first = [o for o in nb.cells[1].outputs if "cnnw-static" in o.get("data", {}).get("text/html", "")][0]
     assert "image/png" in first["data"]  # the output of cell 2 itself was updated (not a new output in cell 5)
     assert len(nb.cells[4].outputs) == 0
