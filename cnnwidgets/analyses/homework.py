@@ -101,22 +101,29 @@ def figure(images, rows: dict, titles=None, style: str = "homework", size: float
 
 def filter_figure(fe: FilterExplanation, size: float = 2.2):
     """The homework's filter-explanation figure: the images, the filter's activation on each, and the
-    visualisations (each min-max scaled by itself, as the homework's ``normalize``)."""
+    visualisations (each min-max scaled by itself, as the homework's ``normalize``). A regularised dream
+    (``recipe="regularized"``) is one image of its own: drawn alone, titled."""
     import matplotlib.pyplot as plt
 
-    n = fe.images.shape[0]
     vis = fe.visualizations
+    if fe.recipe != "homework":
+        fig, axs = plt.subplots(1, vis.shape[0], figsize=(size * 1.4 * vis.shape[0], size * 1.5), squeeze=False)
+        for i, ax in enumerate(axs[0]):
+            ax.imshow(vis[i].permute(1, 2, 0).squeeze().clamp(0, 1).numpy())
+            ax.set_title(f"regularised dream:\nfilter {fe.channel} of {fe.layer}", fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        return fig
+    n = fe.images.shape[0]
     fig, axs = plt.subplots(3, n, figsize=(size * n, size * 3), squeeze=False)
     for i in range(n):
         axs[0][i].imshow(fe.images[i].permute(1, 2, 0).squeeze().numpy())
         axs[1][i].imshow(minmax(fe.activations[i]).numpy())
-        if i < vis.shape[0]:
-            axs[2][i].imshow(minmax(vis[i].permute(1, 2, 0)).squeeze().numpy())
+        axs[2][i].imshow(minmax(vis[i].permute(1, 2, 0)).squeeze().numpy())
     for ax in axs.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    vis_label = "visualisation (homework)" if fe.recipe == "homework" else "regularised dream"
-    for r, t in enumerate(["image", f"filter {fe.channel} of {fe.layer}", vis_label]):
+    for r, t in enumerate(["image", f"filter {fe.channel} of {fe.layer}", "visualisation (homework)"]):
         axs[r][0].set_ylabel(t, fontsize=9)
     fig.tight_layout()
     return fig

@@ -20,8 +20,8 @@ class HomeworkSaliency(Method):
     order = 110
 
     def legend(self, a):
-        return (f"|∂ cross-entropy loss / ∂ pixel|, max over {channel_words(a.image.shape[0])}, scaled to [0, 1] "
-                "(the homework's compute_saliency_maps)")
+        return (f"|∂ cross-entropy loss / ∂ pixel|, max over {channel_words(a.image.shape[0])} (the homework's "
+                "compute_saliency_maps, which then scales it to [0, 1])")
 
     def reduce(self, raw):
         return minmax(super().reduce(raw))
