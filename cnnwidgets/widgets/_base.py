@@ -134,8 +134,11 @@ class Panel(W.VBox):
         if not IPYW8:
             self._handle_displayed(**kwargs)
         if "_static_id" not in self.__dict__:
-            self._static_id, self._static_seen = uuid.uuid4().hex, None
-        display(self.static_bundle(), raw=True, display_id=self._static_id)
+            self._static_id = uuid.uuid4().hex
+        self._static_seen = None  # drawn when the cell ends (the live panel shows first)
+        text = f"{type(self).__name__}: its image is drawn when the cell ends"
+        display({"text/html": f"<div class='cnnw-static' style='color:#666'>{text}</div>", "text/plain": text}, raw=True,
+                display_id=self._static_id)
         _follow(self)
         self.check_weights()
         self.start_pending()  # on screen now: compute (foreground jobs keep the cell busy meanwhile)
