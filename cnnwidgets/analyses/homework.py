@@ -1,10 +1,12 @@
 """The NTU ML homework on explaining a CNN (HW9, 2021-2023), reproduced, and beside it what it meant to compute.
 
 ``PRESETS``: each part's settings as in the homework (registered attribution methods, so the Saliency panel
-lists them: "SmoothGrad (as in the homework)"). ``CORRECTED``: the method each quirk stands for: the class
-score's gradient for the loss's, SmoothGrad with the noise the paper intends, Integrated Gradients multiplied
-by (image - baseline), whose sum then equals f(image) - f(black) (``delta``: how far it is, which more steps shrink). The homework's images are ``ToTensor()``
-only: build the Probe with ``mean=0, std=1``.
+lists them: "SmoothGrad (as in the homework)"). ``CORRECTED``: the method each part stands for: the class
+score's gradient beside the loss's, SmoothGrad with the noise the paper intends, Integrated Gradients multiplied
+by (image - baseline), whose sum then equals f(image) - f(black) (``delta`` says how far it is; more steps
+shrink it). The filter explanation is a job of the dream engine, its regularised recipe beside it. LIME keeps
+the homework's ``start_label=1`` quirk (:func:`.attribution.methods.homework_lime.homework_segments`). The
+homework's images are ``ToTensor()`` only: build the Probe with ``mean=0, std=1``.
 
 >>> hw, fixed = compare(probe, image, "integrated_gradients", target=3)
 >>> hw.delta, fixed.delta                      # completeness error: large for the homework's, ~0 corrected
@@ -27,7 +29,7 @@ PRESETS = {
     "integrated_gradients": ("integrated_gradients_homework", {}),
 }
 #: what each part intends: the class score's gradient; SmoothGrad's noise as the paper means it; IG x (image - black),
-#: with 100 Gauss-Legendre steps (the homework's 10 left-Riemann steps miss completeness by far on a small CNN)
+#: with 100 Gauss-Legendre points (the homework's 10 left-Riemann points can miss completeness by far)
 CORRECTED = {
     "saliency": ("saliency", {}),
     "smoothgrad": ("smoothgrad_homework_fixed", {}),
