@@ -57,7 +57,7 @@ def test_every_notebook_starts_with_the_install_cell():
     assert REPOSITORY in urls.values(), urls
 
 
-@pytest.mark.parametrize("which", ["ipython-7.34", "current"])
+@pytest.mark.parametrize("which", [pytest.param("ipython-7.34", marks=pytest.mark.colab), "current"])
 def test_the_install_cell_does_nothing_outside_colab(which, tmp_path):
     python = _colab_py() if which == "ipython-7.34" else VENV_PY
     r, report = _run_cell(python, tmp_path, on_colab=False)

@@ -22,6 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 pytestmark = [pytest.mark.colab, pytest.mark.notebook]
 
+#: Colab's pins (googlecolab/backend-info, 2026-08), as the Makefile's COLAB_PKGS installs them
+COLAB_PINS = {"ipywidgets": "7.7.1", "widgetsnbextension": "3.6.10", "notebook": "6.5.7", "ipykernel": "6.17.1",
+              "traitlets": "5.7.1", "bqplot": "0.12.47", "ipython": "7.34.0"}
+
+
+def test_the_colab_environment_has_colabs_pins_and_is_consistent():
+    from browser_classic import colab_python
+
+    python = colab_python()
+    r = subprocess.run([str(python), "-c", "import json, importlib.metadata as m; print(json.dumps("
+                        f"{{n: m.version(n) for n in {sorted(COLAB_PINS)!r}}}))"], capture_output=True, text=True)
+    assert json.loads(r.stdout) == COLAB_PINS, r.stdout + r.stderr
+    check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 _EXECUTE = r"""
 import sys, nbformat
 from nbclient import NotebookClient
