@@ -15,7 +15,9 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.colab]
 
-ON_COLAB = "import sys, types; sys.modules.setdefault('google.colab', types.ModuleType('google.colab'))"
+# google.colab with the output.enable_custom_widget_manager() that `import cnnwidgets` calls there
+ON_COLAB = ("import sys, types; colab = types.ModuleType('google.colab'); colab.output = types.SimpleNamespace("
+            "enable_custom_widget_manager=lambda: None); sys.modules.setdefault('google.colab', colab)")
 SETUP = (ON_COLAB + "\nimport torch; torch.set_num_threads(1)  # 2 cores shared with the browser and the server\n"
          "import ipywidgets, bqplot, cnnwidgets as cw\nfrom cnnwidgets.runner import default_mode\n"
          "print(ipywidgets.__version__, bqplot.__version__, default_mode())\n"
