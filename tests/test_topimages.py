@@ -152,6 +152,7 @@ def test_explorer_tab_with_the_dream_beside_the_examples(setup):
     top.dream_steps = 3
     top.dream()
     assert len(top.dream_image.value) > 100 and f"dream of channel 4 of layer {ex.layer}" in top.dream_caption.value
+    assert top.dream_controls.progress_label.value.startswith("done · 3 / 3 steps") and not top.dream_message.value
     ex.channel = 5  # the dream of channel 4 is now dimmed and says so
     assert "cnnw-stale" in top.dream_image._dom_classes and "press Dream for channel 5" in top.dream_caption.value
     json_state(ex, "Explorer with the Top images tab")

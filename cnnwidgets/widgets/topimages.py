@@ -53,6 +53,13 @@ def _cross(rgb: np.ndarray, y: float, x: float, colour=MARK, arm: int = 5) -> No
     rgb[max(0, y - 1):y + 1, max(0, x - arm):x + arm + 1] = colour
 
 
+class _ErrorsOnly(Message):
+    """A message line for errors and warnings; the end-of-run line is left to the progress label beside it."""
+
+    def info(self, text: str) -> None:
+        self.clear()
+
+
 class TopImages(Panel):
     """For one channel of a layer: the top images of a whole dataset (from a :mod:`cnnwidgets.index`), each with
     the part of the image its strongest unit sees (the receptive field) framed, and that crop enlarged beside it.
@@ -356,7 +363,7 @@ class TopImages(Panel):
         self.dream_image.layout.display = "none"
         self.dream_caption = W.HTML("<span style='color:#666'>an image made, step by step, to excite this channel as "
                                     "much as possible: press Dream</span>")
-        self.dream_message = Message()  # the dream's own line, beside it
+        self.dream_message = _ErrorsOnly()  # the dream's own line, beside it: "done" is said once, by the progress
         self.dream_controls = RunControls(self._dream_job, self._dream_frame, message=self.dream_message, unit="step",
                                           pause=False, panel=self, stale=lambda: [self.dream_image])
         self.dream_controls.start_button.description = "Dream"
