@@ -833,7 +833,8 @@ def image_set(images, labels=None, classes=None, *, image_key: str | None = None
         ds = images.dataset
         what = f"DataLoader over {type(ds).__name__}"
         if images.batch_size:
-            what += f" (batches of {images.batch_size}{'' if _sequential(images) else ', shuffled'})"
+            order = "" if _sequential(images) else (", streamed" if isinstance(ds, IterableDataset) else ", shuffled")
+            what += f" (batches of {images.batch_size}{order})"
         return _LoaderSet(images, what, classes, image_key, label_key)
     if isinstance(images, IterableDataset):
         if labels is not None:
