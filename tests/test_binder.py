@@ -1,5 +1,5 @@
-"""Binder and the README's launch links: binder/ installs a CPU-only torch for certain, the quickstart kernel's peak
-memory is measured (and kept from growing), the README has a Binder badge landing on the quickstart and an "Open in Colab" link for every
+"""Binder and the README's launch links: binder/ installs a CPU-only torch for certain, the quickstart's kernel stays
+under Binder's 2 GB, the README has a Binder badge landing on the quickstart and an "Open in Colab" link for every
 notebook."""
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ print('USED', dream.runner.state, emb.controls.state)"""
 
 @pytest.mark.notebook
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the kernel's peak RSS from /proc")
-def test_the_quickstart_kernel_peak_memory_does_not_grow():
+def test_the_quickstart_kernel_stays_under_binders_2_gb():
     """The quickstart as shipped (not the tests' quick schedule), then what a student clicks: a dream of 60 steps, then
-    the embedding's Compute; the kernel's peak resident memory (VmHWM), printed, and kept from growing."""
+    the embedding's Compute; the kernel's peak resident memory (VmHWM) stays under 2 GB, Binder's limit."""
     from nbclient import NotebookClient
 
     path = REPO / "notebooks" / "quickstart.ipynb"
@@ -95,6 +95,5 @@ def test_the_quickstart_kernel_peak_memory_does_not_grow():
     assert "USED done done" in used, used
     peak_mb = int("".join(o.get("text", "") for o in nb.cells[-1].outputs).split()[1]) / 1024
     print(f"quickstart kernel peak RSS: {peak_mb:.0f} MB ({time.monotonic() - t0:.0f} s)")
-    # measured 1.92-2.03 GB here with this machine's CUDA build of torch (Binder's +cpu build is smaller, unmeasured):
-    # at Binder's 2 GB limit, not safely under it yet. This guards against growth; the target stays open.
-    assert peak_mb < 2300, f"the quickstart kernel peaked at {peak_mb:.0f} MB: it grew (it was 1.9-2.0 GB)"
+    # 1.46 GB here with this machine's CUDA build of torch (1.9-2.1 GB before the Embedding read 8 images per forward)
+    assert peak_mb < 2000, f"the quickstart kernel peaked at {peak_mb:.0f} MB: over Binder's 2 GB"

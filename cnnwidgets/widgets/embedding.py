@@ -172,7 +172,8 @@ class Embedding(Panel):
     # --- the map -------------------------------------------------------------------------------
     def _job(self):
         self.mark_weights()
-        return E.embedding_steps(self.probe, self.images, self.layer, self.method.value, self.pool.value)
+        return E.embedding_steps(self.probe, self.images, self.layer, self.method.value, self.pool.value,
+                                 batch_size=self._batch())
 
     def on_weights_changed(self) -> None:
         """Trained since the map was computed: dim it (and the top images), say so; Compute makes it anew."""
@@ -217,6 +218,10 @@ class Embedding(Panel):
         self.ax_x.label, self.ax_y.label = names
         self.fig.title = f"{'PCA' if method == 'pca' else 't-SNE'} of {len(self.coords)} images"
         self._map_layer = layer
+
+    def _batch(self) -> int:
+        """Images per forward: 8 on a CPU keeps the kernel's peak memory small (a Binder has 2 GB), 32 on a GPU."""
+        return 8 if self.probe.device.type == "cpu" else 32
 
     def compute(self, wait: bool = True):
         """Compute the map for the current layer and method (what the Compute button does)."""
@@ -264,7 +269,7 @@ class Embedding(Panel):
             if r is not None and r.layer == self.probe.layer(self.layer).name:
                 self._show_top(r.top(self.channel, self.k))
                 return self.top
-            job = E.top_images_steps(self.probe, self.images, self.layer, self.channel, k=self.k)
+            job = E.top_images_steps(self.probe, self.images, self.layer, self.channel, k=self.k, batch_size=self._batch())
         except Exception as e:
             self.message.exception(e)
             return None
