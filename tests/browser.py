@@ -35,6 +35,11 @@ CHROMIUM = os.environ.get("CNNWIDGETS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 KERNEL = "cnnwidgets-test"
+#: the Dream panel; its progress line ("12 / 256 steps", "stopped at …", "done · …") and its picture's src, for page.evaluate
+DREAM = ".cnnwidgets-dream"
+DREAM_PROGRESS = """() => { const t = [...document.querySelectorAll('.cnnwidgets-dream .widget-html-content')]
+    .map(e => e.innerText).find(t => /^(stopped at |done · )?\\d+ \\/ \\d+ steps/.test(t)); return t || ''; }"""
+DREAM_FRAME = "() => { const i = document.querySelector('.cnnwidgets-dream img.widget-image'); return i ? i.src : ''; }"
 MAX_OPEN = 3  # notebooks (and their kernels) kept open at once; the least recently used is closed
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from browser import DREAM, DREAM_PROGRESS as PROGRESS
+
 pytestmark = [pytest.mark.browser, pytest.mark.colab]
 
 # google.colab with the output.enable_custom_widget_manager() that `import cnnwidgets` calls there
@@ -140,9 +142,6 @@ def test_every_panel_renders_with_colab_widget_versions_and_again_after_a_reload
 
 
 # --- 2. foreground mode answers Pause, Resume and Stop at once; a queued cell runs after -------------------------------
-DREAM = ".cnnwidgets-dream"
-PROGRESS = """() => { const t = [...document.querySelectorAll('.cnnwidgets-dream .widget-html-content')]
-    .map(e => e.innerText).find(t => /^(stopped at |done · )?\\d+ \\/ \\d+ steps/.test(t)); return t || ''; }"""
 
 
 def _steps(page) -> int:

@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from browser import DREAM, DREAM_FRAME as FRAME, DREAM_PROGRESS as PROGRESS
 from browser_classic import ClassicNotebook
 from colab_stub import calls, colab_env
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.browser, pytest.mark.colab]
 
-DREAM = ".cnnwidgets-dream"
-PROGRESS = """() => { const t = [...document.querySelectorAll('.cnnwidgets-dream .widget-html-content')]
-    .map(e => e.innerText).find(t => /^(stopped at |done · )?\\d+ \\/ \\d+ steps/.test(t)); return t || ''; }"""
-FRAME = "() => { const i = document.querySelector('.cnnwidgets-dream img.widget-image'); return i ? i.src : ''; }"
 #: bqplot 0.12 logs this while a figure is drawn before it has its size; harmless (tests/test_colab_browser.py)
 BENIGN_CONSOLE = re.compile(r"^Error: <\w+> attribute (width|height): A negative value is not valid")
 

@@ -8,22 +8,17 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from browser import SCREENSHOTS, Lab, _die_with_parent
+from browser import DREAM, SCREENSHOTS, Lab, _die_with_parent
+from browser import DREAM_FRAME as FRAME, DREAM_PROGRESS as PROGRESS
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "notebooks" / "quickstart.ipynb"
 pytestmark = pytest.mark.browser
-
-DREAM = ".cnnwidgets-dream"
-PROGRESS = """() => { const t = [...document.querySelectorAll('.cnnwidgets-dream .widget-html-content')]
-    .map(e => e.innerText).find(t => /^(stopped at |done · )?\\d+ \\/ \\d+ steps/.test(t)); return t || ''; }"""
-FRAME = "() => { const i = document.querySelector('.cnnwidgets-dream img.widget-image'); return i ? i.src : ''; }"
 
 
 def _dream_streams_and_stops(page, name: str):
